@@ -1,0 +1,122 @@
+"""Question + ranked passages -> Answer made of 1-3 verbatim sentences with exact citations.
+
+Only body sentences of the retrieved passages are candidates, so boilerplate is never quoted. Every
+citation satisfies ``document.text[start:end] == quote``. When the best sentence scores under the
+calibrated threshold, the answer abstains (text "", no citations) and keeps the passages.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from rag.config import Settings
+from rag.index import S_DOC, S_END, S_SECTION, S_START, Index
+from rag.text import tokenize
+from rag.types import Answer, Citation, Hit
+
+# A sentence opening like this leans on the one before it for its subject.
+_ANAPHOR = re.compile(
+    r"^[\"“‘']?(it|its|this|these|that|those|they|their|them|he|she|his|her|such|both|the (company|firm|"
+    r"center|centre|city|province|platform|model|team|project|plan|government|group|valley|computer|"
+    r"region|country|move|program|programme|facility|device|exercise|mission|spacecraft|fleet|bill|suspect))\b",
+    re.I,
+)
+
+
+class Answerer(Protocol):
+    def answer(self, question: str, hits: Sequence[Hit], query_vector: np.ndarray | None = None) -> Answer:
+        """An Answer citing sentences of ``hits``; abstains when they do not answer."""
+
+
+@dataclass(frozen=True)
+class Scored:
+    row: int  # sentence row in the index
+    score: float
+    semantic: float
+    lexical: float
+    terms: frozenset[str]
+
+
+class ExtractiveAnswerer:
+    def __init__(self, index: Index, embedder=None, settings: Settings = Settings()):
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+
+    def score_sentences(self, question: str, hits: Sequence[Hit], query_vector: np.ndarray) -> list[Scored]:
+        """Candidate sentences of ``hits``, best first."""
+        idx, s = self.index, self.settings
+        best_rank: dict[int, int] = {}
+        for hit in hits:
+            if hit.chunk.row < 0:
+                continue
+            for r in idx.chunk_sentence_rows(hit.chunk.row):
+                best_rank.setdefault(r, hit.rank)
+        if not best_rank:
+            return []
+        rows = np.fromiter(best_rank, dtype=np.int64)
+        semantic = np.asarray(idx.sentence_vectors[rows]) @ np.asarray(query_vector, dtype=np.float32)
+        q_terms = set(tokenize(question))
+        weights = {t: idx.idf(t) for t in q_terms}
+        total = sum(weights.values())
+        out = []
+        for r, sem in zip(rows.tolist(), semantic.tolist()):
+            terms = frozenset(tokenize(idx.sentence_text(r))) & q_terms
+            lexical = sum(weights[t] for t in terms) / total if total > 0 else 0.0
+            score = s.w_semantic * sem + s.w_lexical * lexical + s.w_rank / best_rank[r]
+            out.append(Scored(r, score, sem, lexical, terms))
+        out.sort(key=lambda x: (-x.score, x.row))
+        return out
+
+    def answer(self, question: str, hits: Sequence[Hit], query_vector: np.ndarray | None = None) -> Answer:
+        if query_vector is None:
+            query_vector = self.embedder.embed_query(question)
+        scored = self.score_sentences(question, hits, query_vector)
+        confidence = scored[0].score if scored else 0.0
+        if not scored or confidence < self.settings.abstain_below:
+            return Answer(question=question, text="", abstained=True, hits=tuple(hits), confidence=confidence)
+        rows = self.select(scored)
+        citations = tuple(self.citation(n, r) for n, r in enumerate(rows, start=1))
+        text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
+        return Answer(question=question, text=text, abstained=False, citations=citations, hits=tuple(hits),
+                      confidence=confidence)
+
+    def select(self, scored: list[Scored]) -> list[int]:
+        """Sentence rows to cite: the best first, then the sentence its subject depends on, then a
+        close runner-up that covers question terms the others miss; within ``max_chars``."""
+        s, idx = self.settings, self.index
+        best = scored[0]
+        picked = [best.row]
+        length = len(idx.sentence_text(best.row))
+        covered = set(best.terms)
+        if len(picked) < s.max_sentences and _ANAPHOR.match(idx.sentence_text(best.row)):
+            prev = best.row - 1
+            same_run = prev >= 0 and idx.sentences[prev, S_DOC] == idx.sentences[best.row, S_DOC] \
+                and idx.sentences[prev, S_SECTION] == idx.sentences[best.row, S_SECTION]
+            if same_run and length + len(idx.sentence_text(prev)) <= s.max_chars:
+                picked.append(prev)
+                length += len(idx.sentence_text(prev))
+        for cand in scored[1:]:
+            if len(picked) >= s.max_sentences:
+                break
+            if cand.row in picked or cand.score < max(s.abstain_below, best.score - 0.06):
+                continue
+            if not (cand.terms - covered):
+                continue
+            extra = len(idx.sentence_text(cand.row))
+            if length + extra > s.max_chars:
+                continue
+            picked.append(cand.row)
+            covered |= cand.terms
+            length += extra
+        return picked
+
+    def citation(self, n: int, row: int) -> Citation:
+        idx = self.index
+        doc = idx.docs[int(idx.sentences[row, S_DOC])]
+        start, end = int(idx.sentences[row, S_START]), int(idx.sentences[row, S_END])
+        return Citation(n=n, doc_id=doc.doc_id, title=doc.title, date=doc.date, start=start, end=end,
+                        quote=doc.text[start:end])

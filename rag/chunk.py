@@ -1,0 +1,153 @@
+"""Document -> sentences and passages (chunks).
+
+Sentences come only from body blocks; a passage is a window of consecutive sentences inside one run
+of body text and never crosses a heading, a caption, a section or a document. ``text[start:end]``
+of the document is exactly each sentence and each passage.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import pysbd
+
+from rag.config import ChunkSettings
+from rag.types import BODY, Chunk, Document, Sentence
+
+# pysbd is accurate but slow on pathological input; beyond this a line is split by a plain rule.
+_PYSBD_MAX_CHARS = 20_000
+_SIMPLE_SPLIT = re.compile(r"(?<=[.!?。！？])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])")
+_MAX_SENTENCE_WORDS = 200  # longer "sentences" (lists, tables, run-ons) are cut at whitespace
+
+
+@dataclass(frozen=True)
+class Split:
+    """A document's sentences and chunks; ``ranges[i]`` is chunk i's [lo, hi) into ``sentences``."""
+
+    sentences: list[Sentence]
+    chunks: list[Chunk]
+    ranges: list[tuple[int, int]]
+
+
+@lru_cache(maxsize=1)
+def _segmenter() -> pysbd.Segmenter:
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """[start, end) spans of the sentences of ``text[start:end]``, stripped of surrounding spaces."""
+    end = len(text) if end is None else end
+    piece = text[start:end]
+    if len(piece) > _PYSBD_MAX_CHARS:
+        parts = _simple_split(piece)
+    else:
+        try:
+            parts = _segmenter().segment(piece)
+        except Exception:  # pysbd raises on some odd inputs; never lose the text because of it
+            parts = _simple_split(piece)
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for part in parts:
+        stripped = part.strip()
+        if not stripped:
+            continue
+        found = piece.find(stripped, cursor)
+        if found < 0:  # segmenter altered the text: fall back to the simple rule for the rest
+            spans.extend((start + s, start + e) for s, e in _locate(piece, _simple_split(piece[cursor:]), cursor))
+            break
+        cursor = found + len(stripped)
+        spans.append((start + found, start + cursor))
+    return [s for span in spans for s in _cap_words(text, *span)]
+
+
+def _simple_split(piece: str) -> list[str]:
+    return _SIMPLE_SPLIT.split(piece)
+
+
+def _locate(piece: str, parts: list[str], cursor: int) -> list[tuple[int, int]]:
+    out = []
+    for part in parts:
+        stripped = part.strip()
+        if not stripped:
+            continue
+        found = piece.find(stripped, cursor)
+        if found < 0:
+            continue
+        cursor = found + len(stripped)
+        out.append((found, cursor))
+    return out
+
+
+def _cap_words(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Cut a span with more than _MAX_SENTENCE_WORDS words at whitespace."""
+    words = list(re.finditer(r"\S+", text[start:end]))
+    if len(words) <= _MAX_SENTENCE_WORDS:
+        return [(start, end)]
+    out = []
+    for i in range(0, len(words), _MAX_SENTENCE_WORDS):
+        group = words[i:i + _MAX_SENTENCE_WORDS]
+        out.append((start + group[0].start(), start + group[-1].end()))
+    return out
+
+
+def split(doc: Document, settings: ChunkSettings = ChunkSettings()) -> Split:
+    """Sentences and overlapping passages of ``doc``."""
+    sentences: list[Sentence] = []
+    runs: list[list[int]] = []  # indices into ``sentences`` of each run of consecutive body blocks
+    previous_kind = None
+    for block in doc.blocks:
+        if block.kind != BODY:
+            previous_kind = block.kind
+            continue
+        if previous_kind != BODY or not runs:
+            runs.append([])
+        previous_kind = BODY
+        for s, e in sentence_spans(doc.text, block.start, block.end):
+            runs[-1].append(len(sentences))
+            sentences.append(Sentence(doc.doc_id, s, e, block.section))
+    chunks: list[Chunk] = []
+    ranges: list[tuple[int, int]] = []
+    for run in runs:
+        for lo, hi in windows([_word_count(doc.text, sentences[i]) for i in run], settings):
+            first, last = sentences[run[lo]], sentences[run[hi - 1]]
+            text = doc.text[first.start:last.end]
+            chunks.append(Chunk(chunk_id(doc.doc_id, first.start, text), doc.doc_id, text,
+                                first.start, last.end, first.section))
+            ranges.append((run[lo], run[hi - 1] + 1))
+    return Split(sentences, chunks, ranges)
+
+
+def windows(word_counts: list[int], settings: ChunkSettings) -> list[tuple[int, int]]:
+    """[lo, hi) windows of up to ``sentences_per_chunk`` sentences and ``max_words`` words (a longer
+    single sentence gets a window of its own), consecutive windows sharing ``overlap`` sentences."""
+    out: list[tuple[int, int]] = []
+    n = len(word_counts)
+    i = 0
+    while i < n:
+        j, words = i, 0
+        while j < n and j - i < settings.sentences_per_chunk and (j == i or words + word_counts[j] <= settings.max_words):
+            words += word_counts[j]
+            j += 1
+        out.append((i, j))
+        if j >= n:
+            break
+        i = max(i + 1, j - settings.overlap)
+    return out
+
+
+def chunk_id(doc_id: str, start: int, text: str) -> str:
+    return hashlib.sha256(f"{doc_id}\x00{start}\x00{text}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _word_count(text: str, s: Sentence) -> int:
+    return len(text[s.start:s.end].split())
+
+
+def passage_text(title: str | None, chunk_text: str, settings: ChunkSettings) -> str:
+    """What is embedded and BM25-indexed for a passage (the title helps short passages that
+    only say "the company")."""
+    if settings.title_in_passage and title:
+        return f"{title}\n{chunk_text}"
+    return chunk_text

@@ -1,0 +1,124 @@
+"""rag: ask questions over a folder of articles; every answer quotes them with exact citations.
+
+Examples:
+  rag index seeds/                      index (or re-index) a folder of .txt/.md articles
+  rag ask "Where is iFlytek based?"     answer with [n] citations
+  rag ask "..." --json                  the answer as one JSON object
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from rag.errors import RagError
+
+
+def _index_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--index-dir", default=None,
+                   help="index directory (default: $RAG_INDEX_DIR or .rag/index)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="index articles (only changed files are re-embedded)",
+                       description="Index .txt/.md articles. Example: rag index seeds/")
+    p.add_argument("paths", nargs="*", help="folders or files (default: what the index holds, else seeds/)")
+    _index_dir_arg(p)
+    p.add_argument("-r", "--rebuild", action="store_true", help="re-embed everything, ignoring the current index")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+
+    p = sub.add_parser("ask", help="answer a question with quoted, cited sentences",
+                       description='Answer a question. Example: rag ask "Where is iFlytek based?" --json')
+    p.add_argument("question")
+    _index_dir_arg(p)
+    p.add_argument("-k", "--top-k", type=int, default=None, help="passages to retrieve (default 5)")
+    p.add_argument("-j", "--json", action="store_true", help="print the answer as one JSON object")
+
+    p = sub.add_parser("docs", help="list the indexed documents", description="List indexed documents. Example: rag docs")
+    _index_dir_arg(p)
+    p.add_argument("-j", "--json", action="store_true", help="one JSON object per line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"index": cmd_index, "ask": cmd_ask, "docs": cmd_docs}[args.command](args)
+    except RagError as e:
+        print(f"rag: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rag: interrupted; the previous index is unchanged", file=sys.stderr)
+        return 130
+
+
+def cmd_index(args) -> int:
+    from rag.pipeline import build
+
+    report = build(args.paths or None, args.index_dir, rebuild=args.rebuild)
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.quiet:
+        return 0
+    where = report.index_dir
+    if report.up_to_date:
+        print(f"Index at {where} is up to date: {report.documents} documents, {report.chunks} passages.")
+    else:
+        print(f"Indexed {report.documents} documents into {report.chunks} passages at {where} "
+              f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
+              f"{report.reused} unchanged) in {report.seconds:.1f} s.")
+    print('Ask with: rag ask "your question"' + (f" --index-dir {args.index_dir}" if args.index_dir else ""))
+    return 0
+
+
+def cmd_ask(args) -> int:
+    from rag.config import Settings
+    from rag.pipeline import Assistant
+
+    if args.top_k is not None and args.top_k < 1:
+        raise RagError(f"-k must be at least 1 (got {args.top_k})")
+    from rag.pipeline import clean_question
+
+    clean_question(args.question)  # reject an empty question before loading anything heavy
+    assistant = Assistant.load(args.index_dir, settings=Settings())
+    answer = assistant.ask(args.question, k=args.top_k)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+        return 0
+    if answer.abstained:
+        print("The articles don't answer this. The closest passages:")
+        for h in answer.hits[:3]:
+            print(f"  - {h.chunk.doc_id}: {_short(h.chunk.text)}")
+        return 0
+    print(answer.text)
+    print()
+    for c in answer.citations:
+        print(f'[{c.n}] {c.doc_id} \u2014 "{c.quote}"')
+    return 0
+
+
+def cmd_docs(args) -> int:
+    from pathlib import Path
+
+    from rag import index as storage
+    from rag.config import default_index_dir
+
+    idx = storage.load(Path(args.index_dir) if args.index_dir else default_index_dir())
+    counts = idx.doc_chunk_counts()
+    for d, n in zip(idx.docs, counts):
+        row = {"source": d.doc_id, "title": d.title, "date": d.date, "chars": len(d.text), "passages": int(n)}
+        print(json.dumps(row, ensure_ascii=False) if args.json else f"{d.doc_id}\t{d.date or '-'}\t{n} passages\t{d.title or ''}")
+    return 0
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""The only module that knows the stage order.
+
+Indexing: ingest -> chunk -> embed (reusing vectors of unchanged files) -> index.write.
+Asking: embed the query -> hybrid retrieve -> extractive answer.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rag import chunk as chunking
+from rag import index as storage
+from rag.answer import ExtractiveAnswerer
+from rag.config import ChunkSettings, Settings, default_index_dir
+from rag.embed import Embedder, SentenceTransformerEmbedder
+from rag.errors import EmbedderMismatch, EmptyQuestion
+from rag.ingest import ingest
+from rag.retrieve import HybridRetriever
+from rag.text import tokenize
+from rag.types import Answer, Document
+
+MAX_QUESTION_CHARS = 2000  # longer input is cut before searching: the model reads ~256 word pieces anyway
+
+
+@dataclass
+class BuildReport:
+    index_dir: Path
+    documents: int = 0
+    chunks: int = 0
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    reused: int = 0  # documents whose vectors were reused
+    embedded_texts: int = 0
+    warnings: list[str] = field(default_factory=list)
+    up_to_date: bool = False
+    seconds: float = 0.0
+
+
+def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | None = None,
+          embedder: Embedder | None = None, chunk_settings: ChunkSettings = ChunkSettings(),
+          rebuild: bool = False, lock_timeout: float = 0.0, documents: list[Document] | None = None) -> BuildReport:
+    """Index ``paths`` (or ready ``documents``) into ``index_dir``, re-embedding only what changed.
+
+    With no paths, re-indexes the sources recorded in the current index, else ``seeds/``.
+
+    Raises:
+        PathNotFound, NoDocuments: nothing to index.
+        IndexLocked: another build is writing the same index.
+    """
+    t0 = time.perf_counter()
+    index_dir = Path(index_dir) if index_dir else default_index_dir()
+    embedder = embedder or SentenceTransformerEmbedder()
+    with storage.BuildLock(index_dir, timeout=lock_timeout):
+        old_manifest = _manifest_or_none(index_dir)
+        if documents is None:
+            if not paths:
+                paths = (old_manifest or {}).get("sources") or ["seeds"]
+            sources = [str(Path(p).resolve()) for p in paths]
+            got = ingest(list(paths))
+            docs, warnings = got.documents, got.warnings
+        else:
+            sources, docs, warnings = [], documents, []
+        report = BuildReport(index_dir=index_dir, warnings=warnings, documents=len(docs))
+        old_docs = (old_manifest or {}).get("documents", {})
+        new_ids = {d.doc_id: d.sha256 for d in docs}
+        report.added = sorted(set(new_ids) - set(old_docs))
+        report.removed = sorted(set(old_docs) - set(new_ids))
+        report.changed = sorted(i for i in new_ids if i in old_docs and old_docs[i]["sha256"] != new_ids[i])
+        same_settings = old_manifest is not None and old_manifest["model"]["id"] == embedder.model_id \
+            and old_manifest["chunker"] == chunk_settings.to_dict()
+        if not rebuild and same_settings and not (report.added or report.removed or report.changed) \
+                and old_manifest.get("sources") == sources:
+            report.up_to_date = True
+            report.chunks = old_manifest["counts"]["chunks"]
+            report.seconds = time.perf_counter() - t0
+            return report
+
+        reuse = {} if rebuild else storage.previous_vectors(index_dir, embedder.model_id, chunk_settings)
+        data = _assemble(docs, embedder, chunk_settings, reuse, report)
+        data = storage.IndexData(**{**data.__dict__, "sources": sources})
+        storage.write(index_dir, data)
+        report.chunks = len(data.chunks)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+
+def _manifest_or_none(index_dir: Path) -> dict | None:
+    try:
+        return storage.read_manifest(index_dir)[1]
+    except Exception:  # a missing or damaged index is simply rebuilt
+        return None
+
+
+def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
+              reuse: dict[str, tuple[np.ndarray, np.ndarray]], report: BuildReport) -> storage.IndexData:
+    dim = embedder.dim
+    chunk_rows, sent_rows, tokens = [], [], []
+    chunk_vecs: list[np.ndarray | None] = []
+    sent_vecs: list[np.ndarray | None] = []
+    to_embed: list[str] = []
+    pending: list[tuple[str, int, int]] = []  # ("c"|"s", list position, count)
+    for d_i, doc in enumerate(docs):
+        parts = chunking.split(doc, cs)
+        base = len(sent_rows)
+        for s in parts.sentences:
+            sent_rows.append((d_i, s.start, s.end, s.section))
+        for c, (lo, hi) in zip(parts.chunks, parts.ranges):
+            chunk_rows.append((d_i, c.start, c.end, c.section, base + lo, base + hi))
+            tokens.append(tokenize(chunking.passage_text(doc.title, c.text, cs)))
+        cached = reuse.get(doc.sha256)
+        if cached is not None and len(cached[0]) == len(parts.chunks) and len(cached[1]) == len(parts.sentences):
+            chunk_vecs.append(cached[0])
+            sent_vecs.append(cached[1])
+            report.reused += 1
+            continue
+        chunk_vecs.append(None)
+        sent_vecs.append(None)
+        pending.append(("c", len(chunk_vecs) - 1, len(parts.chunks)))
+        to_embed.extend(chunking.passage_text(doc.title, c.text, cs) for c in parts.chunks)
+        pending.append(("s", len(sent_vecs) - 1, len(parts.sentences)))
+        to_embed.extend(doc.text[s.start:s.end] for s in parts.sentences)
+    # One call for every new text: the embedder batches it and shows one progress bar.
+    vectors = embedder.embed_documents(to_embed) if to_embed else np.zeros((0, dim), np.float32)
+    report.embedded_texts = len(to_embed)
+    at = 0
+    for kind, pos, count in pending:
+        block = vectors[at:at + count]
+        at += count
+        (chunk_vecs if kind == "c" else sent_vecs)[pos] = block
+    empty = np.zeros((0, dim), np.float32)
+    return storage.IndexData(
+        docs=docs,
+        chunks=np.array(chunk_rows, dtype=np.int64).reshape(-1, 6),
+        sentences=np.array(sent_rows, dtype=np.int64).reshape(-1, 4),
+        chunk_vectors=np.concatenate([v for v in chunk_vecs if v is not None] or [empty]).astype(np.float32),
+        sentence_vectors=np.concatenate([v for v in sent_vecs if v is not None] or [empty]).astype(np.float32),
+        passage_tokens=tokens, model_id=embedder.model_id, dim=dim, chunk_settings=cs, sources=[],
+    )
+
+
+class Assistant:
+    """Answers questions from one index. Cheap to ask concurrently: it holds no per-question state."""
+
+    def __init__(self, index: storage.Index, embedder: Embedder, settings: Settings = Settings()):
+        if index.model_id != embedder.model_id:
+            raise EmbedderMismatch(str(index.directory.parent), index.model_id, embedder.model_id)
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+        self.retriever = HybridRetriever(index, embedder, settings)
+        self.answerer = ExtractiveAnswerer(index, embedder, settings)
+
+    @classmethod
+    def load(cls, index_dir: str | Path | None = None, embedder: Embedder | None = None,
+             settings: Settings | None = None) -> "Assistant":
+        """The assistant over the index at ``index_dir`` (default ``$RAG_INDEX_DIR`` or ``.rag/index``).
+
+        Raises:
+            IndexNotFound, IndexCorrupt, EmbedderMismatch, ModelMissing
+        """
+        index_dir = Path(index_dir) if index_dir else default_index_dir()
+        index = storage.load(index_dir)
+        if embedder is None:
+            if index.model_id != SentenceTransformerEmbedder.model_id:
+                raise EmbedderMismatch(str(index_dir), index.model_id, SentenceTransformerEmbedder.model_id)
+            embedder = SentenceTransformerEmbedder()
+        return cls(index, embedder, settings or Settings())
+
+    def ask(self, question: str, history: Sequence[str] | None = None, k: int | None = None) -> Answer:
+        """Answer ``question``; ``history`` holds earlier questions of the conversation, oldest first.
+
+        Raises:
+            EmptyQuestion: the question has no words.
+        """
+        t0 = time.perf_counter()
+        question = clean_question(question)
+        query = contextualize(question, history or [])
+        k = k or self.settings.top_k
+        t1 = time.perf_counter()
+        qvec = self.embedder.embed_query(query)
+        t2 = time.perf_counter()
+        hits = self.retriever.search(query, qvec, k)
+        t3 = time.perf_counter()
+        answer = self.answerer.answer(query, hits, qvec)
+        t4 = time.perf_counter()
+        timings = {"embed": (t2 - t1) * 1e3, "retrieve": (t3 - t2) * 1e3, "answer": (t4 - t3) * 1e3,
+                   "total": (t4 - t0) * 1e3}
+        return Answer(question=question, text=answer.text, abstained=answer.abstained, citations=answer.citations,
+                      hits=answer.hits, timings_ms=timings, searched=query, confidence=answer.confidence)
+
+
+def clean_question(question: str) -> str:
+    """The question with control characters removed, whitespace collapsed and length capped.
+
+    Raises:
+        EmptyQuestion: nothing with letters or digits is left.
+    """
+    if not isinstance(question, str):
+        raise EmptyQuestion()
+    text = "".join(ch if ch.isprintable() or ch in "\t\n" else " " for ch in question)
+    text = " ".join(text.split())[:MAX_QUESTION_CHARS]
+    if not any(ch.isalnum() for ch in text):
+        raise EmptyQuestion()
+    return text
+
+
+_FOLLOW_UP = ("and ", "what about ", "how about ", "also ", "then ", "so ")
+
+
+def contextualize(question: str, history: Sequence[str]) -> str:
+    """The query to search: the question itself, or for an elliptical follow-up ("And Wuhu?", "Who
+    runs it?") the question plus the previous question, so its subject carries over."""
+    if not history:
+        return question
+    previous = history[-1]
+    lower = question.lower()
+    terms = tokenize(question)
+    elliptical = len(terms) <= 2 or lower.startswith(_FOLLOW_UP) or any(
+        f" {p} " in f" {lower.rstrip('?.! ')} " for p in ("it", "its", "they", "them", "their", "he", "she", "his", "her", "there", "that"))
+    if not elliptical:
+        return question
+    return f"{question} {previous}"

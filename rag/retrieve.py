@@ -1,0 +1,107 @@
+"""Query -> ranked passages (Hits): dense (FAISS), BM25 (bm25s), and their fusion.
+
+Every retriever returns at most k hits, best first, ranks from 1, and never a passage twice.
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from rag.config import Settings
+from rag.embed import Embedder
+from rag.index import Index
+from rag.text import tokenize
+from rag.types import Hit
+
+Ranked = list[tuple[int, float]]  # (chunk row, score), best first
+
+
+class Retriever(Protocol):
+    def retrieve(self, query: str, k: int) -> list[Hit]:
+        """The k best passages for ``query``."""
+
+
+class DenseRetriever:
+    def __init__(self, index: Index, embedder: Embedder):
+        self.index = index
+        self.embedder = embedder
+
+    def search(self, query_vector: np.ndarray, k: int) -> Ranked:
+        k = min(k, len(self.index))
+        if k <= 0:
+            return []
+        scores, rows = self.index.faiss.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
+        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+
+    def retrieve(self, query: str, k: int) -> list[Hit]:
+        ranked = self.search(self.embedder.embed_query(query), k)
+        return [Hit(self.index.chunk(r), s, i + 1, dense_rank=i + 1) for i, (r, s) in enumerate(ranked)]
+
+
+class BM25Retriever:
+    def __init__(self, index: Index):
+        self.index = index
+
+    def search(self, terms: Sequence[str], k: int) -> Ranked:
+        known = [t for t in terms if t in self.index.bm25.vocab_dict]
+        k = min(k, len(self.index))
+        if not known or k <= 0:
+            return []
+        scores = self.index.bm25.get_scores(known)
+        if k < len(scores):
+            top = np.argpartition(-scores, k - 1)[:k]
+        else:
+            top = np.arange(len(scores))
+        top = top[np.lexsort((top, -scores[top]))]  # by score, ties by row for determinism
+        return [(int(r), float(scores[r])) for r in top if scores[r] > 0]
+
+    def retrieve(self, query: str, k: int) -> list[Hit]:
+        ranked = self.search(tokenize(query), k)
+        return [Hit(self.index.chunk(r), s, i + 1, bm25_rank=i + 1) for i, (r, s) in enumerate(ranked)]
+
+
+class HybridRetriever:
+    """Dense and BM25 candidates fused by reciprocal rank ("rrf") or by min-max normalised scores
+    ("score"); "dense" and "bm25" use one side only (for comparison in evals)."""
+
+    def __init__(self, index: Index, embedder: Embedder, settings: Settings = Settings()):
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+        self.dense = DenseRetriever(index, embedder)
+        self.bm25 = BM25Retriever(index)
+
+    def retrieve(self, query: str, k: int) -> list[Hit]:
+        return self.search(query, self.embedder.embed_query(query), k)
+
+    def search(self, query: str, query_vector: np.ndarray, k: int) -> list[Hit]:
+        s = self.settings
+        n = max(s.candidates, k)
+        dense = self.dense.search(query_vector, n) if s.fusion != "bm25" else []
+        sparse = self.bm25.search(tokenize(query), n) if s.fusion != "dense" else []
+        fused = fuse(dense, sparse, s)
+        dense_rank = {r: i + 1 for i, (r, _) in enumerate(dense)}
+        bm25_rank = {r: i + 1 for i, (r, _) in enumerate(sparse)}
+        return [Hit(self.index.chunk(r), score, i + 1, dense_rank.get(r), bm25_rank.get(r))
+                for i, (r, score) in enumerate(fused[:k])]
+
+
+def fuse(dense: Ranked, sparse: Ranked, settings: Settings) -> Ranked:
+    """One ranking from two; ties broken by dense rank, then row, so results are deterministic."""
+    scores: dict[int, float] = {}
+    if settings.fusion in ("rrf", "dense", "bm25"):
+        for ranked in (dense, sparse):
+            for i, (row, _) in enumerate(ranked):
+                scores[row] = scores.get(row, 0.0) + 1.0 / (settings.rrf_k + i + 1)
+    else:
+        for ranked, weight in ((dense, settings.dense_weight), (sparse, 1.0 - settings.dense_weight)):
+            if not ranked:
+                continue
+            values = np.array([v for _, v in ranked])
+            lo, hi = float(values.min()), float(values.max())
+            for row, v in ranked:
+                norm = (v - lo) / (hi - lo) if hi > lo else 1.0
+                scores[row] = scores.get(row, 0.0) + weight * norm
+    order = {row: i for i, (row, _) in enumerate(dense)}
+    return sorted(scores.items(), key=lambda kv: (-kv[1], order.get(kv[0], len(order)), kv[0]))

@@ -1,0 +1,106 @@
+"""The frozen records passed between stages. Offsets are character offsets into ``Document.text``,
+the file's text exactly as decoded at index time."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Block kinds. Only "body" text is ever quoted in an answer; the rest is kept so offsets stay exact.
+BODY, TITLE, DATE, HEADING, BOILERPLATE = "body", "title", "date", "heading", "boilerplate"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One line of a document (without its newline), classified."""
+
+    start: int
+    end: int
+    kind: str
+    section: int
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    text: str
+    sha256: str
+    title: str | None = None
+    date: str | None = None  # ISO 8601 when parseable, else None
+    path: str | None = None
+    encoding: str = "utf-8"
+    blocks: tuple[Block, ...] = ()
+
+
+@dataclass(frozen=True)
+class Sentence:
+    doc_id: str
+    start: int
+    end: int
+    section: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage of consecutive body sentences of one section of one document."""
+
+    chunk_id: str
+    doc_id: str
+    text: str
+    start: int
+    end: int
+    section: int = 0
+    row: int = -1  # position in the index it was loaded from; -1 when not from an index
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk: Chunk
+    score: float  # the fused score that ranks hits
+    rank: int  # 1-based
+    dense_rank: int | None = None  # None: not in that retriever's candidates
+    bm25_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    doc_id: str
+    title: str | None
+    date: str | None
+    start: int
+    end: int
+    quote: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """``text`` is "" and ``abstained`` is True when the articles do not answer the question."""
+
+    question: str
+    text: str
+    abstained: bool
+    citations: tuple[Citation, ...] = ()
+    hits: tuple[Hit, ...] = ()
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    searched: str = ""  # the query actually searched (differs from the question for follow-ups)
+    confidence: float = 0.0  # score of the best sentence, on the scale of the abstention threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public JSON schema (`rag ask --json`)."""
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "abstained": self.abstained,
+            "citations": [
+                {"n": c.n, "source": c.doc_id, "title": c.title, "date": c.date,
+                 "start": c.start, "end": c.end, "quote": c.quote}
+                for c in self.citations
+            ],
+            "passages": [
+                {"rank": h.rank, "source": h.chunk.doc_id, "start": h.chunk.start, "end": h.chunk.end,
+                 "score": round(float(h.score), 6), "text": h.chunk.text}
+                for h in self.hits
+            ],
+            "timings_ms": {k: round(float(self.timings_ms.get(k, 0.0)), 3)
+                           for k in ("embed", "retrieve", "answer", "total")},
+        }
