@@ -14,7 +14,7 @@ import numpy as np
 
 from rag.config import Settings
 from rag.index import S_DOC, S_END, S_SECTION, S_START, Index
-from rag.text import tokenize
+from rag.text import answer_type, numbers, offers, tokenize
 from rag.types import Answer, Citation, Hit
 
 # A sentence opening like this leans on the one before it for its subject.
@@ -37,7 +37,8 @@ class Scored:
     score: float
     semantic: float
     lexical: float
-    terms: frozenset[str]
+    terms: frozenset[str]  # question terms the sentence holds
+    needs_previous: bool = False  # the previous sentence supplies question terms this one lacks
 
 
 class ExtractiveAnswerer:
@@ -47,7 +48,14 @@ class ExtractiveAnswerer:
         self.settings = settings
 
     def score_sentences(self, question: str, hits: Sequence[Hit], query_vector: np.ndarray) -> list[Scored]:
-        """Candidate sentences of ``hits``, best first."""
+        """Candidate sentences of ``hits``, best first.
+
+        score = w_semantic·cos(question, sentence) + w_lexical·coverage + w_rank/passage rank
+                + w_type·[holds an answer of the asked kind]
+        coverage is the IDF-weighted share of the question's terms in the sentence (numbers count
+        double: they pin down which figure is meant), plus ``context`` times the share that only the
+        previous sentence of the same section holds.
+        """
         idx, s = self.index, self.settings
         best_rank: dict[int, int] = {}
         for hit in hits:
@@ -60,16 +68,34 @@ class ExtractiveAnswerer:
         rows = np.fromiter(best_rank, dtype=np.int64)
         semantic = np.asarray(idx.sentence_vectors[rows]) @ np.asarray(query_vector, dtype=np.float32)
         q_terms = set(tokenize(question))
-        weights = {t: idx.idf(t) for t in q_terms}
+        q_numbers = numbers(question)
+        weights = {t: idx.idf(t) * (2.0 if t in q_numbers else 1.0) for t in q_terms}
         total = sum(weights.values())
+        kind = answer_type(question)
         out = []
         for r, sem in zip(rows.tolist(), semantic.tolist()):
-            terms = frozenset(tokenize(idx.sentence_text(r))) & q_terms
-            lexical = sum(weights[t] for t in terms) / total if total > 0 else 0.0
+            text = idx.sentence_text(r)
+            terms = frozenset(tokenize(text)) & q_terms
+            prev = self._previous(r)
+            extra = (frozenset(tokenize(idx.sentence_text(prev))) & q_terms) - terms if prev is not None else frozenset()
+            own = sum(weights[t] for t in terms) / total if total > 0 else 0.0
+            lent = sum(weights[t] for t in extra) / total if total > 0 else 0.0
+            lexical = own + s.context * lent
             score = s.w_semantic * sem + s.w_lexical * lexical + s.w_rank / best_rank[r]
-            out.append(Scored(r, score, sem, lexical, terms))
+            if s.w_type and offers(text, kind, question):
+                score += s.w_type
+            out.append(Scored(r, score, sem, lexical, terms, needs_previous=bool(extra) and s.context > 0))
         out.sort(key=lambda x: (-x.score, x.row))
         return out
+
+    def _previous(self, row: int) -> int | None:
+        """The sentence before ``row`` in the same document section, if any."""
+        idx = self.index
+        prev = row - 1
+        if prev >= 0 and idx.sentences[prev, S_DOC] == idx.sentences[row, S_DOC] \
+                and idx.sentences[prev, S_SECTION] == idx.sentences[row, S_SECTION]:
+            return prev
+        return None
 
     def answer(self, question: str, hits: Sequence[Hit], query_vector: np.ndarray | None = None) -> Answer:
         if query_vector is None:
@@ -92,13 +118,13 @@ class ExtractiveAnswerer:
         picked = [best.row]
         length = len(idx.sentence_text(best.row))
         covered = set(best.terms)
-        if len(picked) < s.max_sentences and _ANAPHOR.match(idx.sentence_text(best.row)):
-            prev = best.row - 1
-            same_run = prev >= 0 and idx.sentences[prev, S_DOC] == idx.sentences[best.row, S_DOC] \
-                and idx.sentences[prev, S_SECTION] == idx.sentences[best.row, S_SECTION]
-            if same_run and length + len(idx.sentence_text(prev)) <= s.max_chars:
+        prev = self._previous(best.row)
+        if prev is not None and len(picked) < s.max_sentences and \
+                (best.needs_previous or _ANAPHOR.match(idx.sentence_text(best.row))):
+            if length + len(idx.sentence_text(prev)) <= s.max_chars:
                 picked.append(prev)
                 length += len(idx.sentence_text(prev))
+                covered |= set(tokenize(idx.sentence_text(prev)))
         for cand in scored[1:]:
             if len(picked) >= s.max_sentences:
                 break

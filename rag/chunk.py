@@ -14,7 +14,7 @@ from functools import lru_cache
 import pysbd
 
 from rag.config import ChunkSettings
-from rag.types import BODY, Chunk, Document, Sentence
+from rag.types import BODY, HEADING, Chunk, Document, Sentence
 
 # pysbd is accurate but slow on pathological input; beyond this a line is split by a plain rule.
 _PYSBD_MAX_CHARS = 20_000
@@ -145,9 +145,22 @@ def _word_count(text: str, s: Sentence) -> int:
     return len(text[s.start:s.end].split())
 
 
-def passage_text(title: str | None, chunk_text: str, settings: ChunkSettings) -> str:
-    """What is embedded and BM25-indexed for a passage (the title helps short passages that
-    only say "the company")."""
-    if settings.title_in_passage and title:
-        return f"{title}\n{chunk_text}"
+def passage_context(doc: Document, section: int) -> str | None:
+    """The heading line(s) that tell what a passage of ``section`` is about: the document title,
+    plus the section heading; a tagged headline ("… | Navy | Fleet") starts an unrelated story, so
+    it replaces the title instead."""
+    heading = next((doc.text[b.start:b.end] for b in doc.blocks if b.kind == HEADING and b.section == section), None)
+    if heading is None:
+        return doc.title
+    if heading.count(" | ") >= 2:
+        return heading.split(" | ")[0].strip()
+    heading = heading.lstrip("#").strip()
+    return f"{doc.title}\n{heading}" if doc.title else heading
+
+
+def passage_text(context: str | None, chunk_text: str, settings: ChunkSettings) -> str:
+    """What is embedded and BM25-indexed for a passage: its context (see ``passage_context``) and
+    text. The context helps passages that only say "the company"."""
+    if settings.title_in_passage and context:
+        return f"{context}\n{chunk_text}"
     return chunk_text

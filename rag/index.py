@@ -24,6 +24,7 @@ import numpy as np
 
 from rag.config import FORMAT_VERSION, ChunkSettings
 from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound
+from rag.text import TOKENIZER_VERSION
 from rag.types import Block, Chunk, Document
 
 CURRENT = "CURRENT"
@@ -102,14 +103,14 @@ class Index:
         return np.bincount(self.chunks[:, C_DOC], minlength=len(self.docs)) if len(self.chunks) else np.zeros(len(self.docs), int)
 
     def idf(self, term: str) -> float:
-        """BM25 (Lucene) idf of a term over passages; 0 for unseen terms."""
+        """BM25 (Lucene) idf of a term over passages. A term no passage has gets the highest idf:
+        it is the most specific word of the question, and its absence must count."""
         if self._df is None:
             indptr = np.asarray(self.bm25.scores["indptr"])
             self._df = np.diff(indptr)
         tid = self.bm25.vocab_dict.get(term)
-        if tid is None:
-            return 0.0
-        n, df = len(self.chunks), float(self._df[tid])
+        n = len(self.chunks)
+        df = 0.0 if tid is None else float(self._df[tid])
         return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
 
 
@@ -184,6 +185,7 @@ def write(index_dir: Path, data: IndexData) -> Path:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": {"id": data.model_id, "dim": data.dim},
         "chunker": data.chunk_settings.to_dict(),
+        "tokenizer": TOKENIZER_VERSION,
         "faiss_index": "IndexFlatIP",
         "sources": data.sources,
         "counts": {"documents": len(data.docs), "chunks": int(len(data.chunks)), "sentences": int(len(data.sentences))},
@@ -267,6 +269,7 @@ def current_generation(index_dir: Path) -> Path:
         IndexNotFound: no index has been built there.
         IndexCorrupt: CURRENT names a generation that is missing.
     """
+    index_dir = Path(index_dir)
     pointer = index_dir / CURRENT
     if not pointer.is_file():
         raise IndexNotFound(str(index_dir))
@@ -286,6 +289,7 @@ def read_manifest(index_dir: Path) -> tuple[Path, dict]:
     Raises:
         IndexNotFound, IndexCorrupt
     """
+    index_dir = Path(index_dir)
     gen = current_generation(index_dir)
     try:
         manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
@@ -314,7 +318,7 @@ def read_manifest(index_dir: Path) -> tuple[Path, dict]:
     return gen, manifest
 
 
-def load(index_dir: Path) -> Index:
+def load(index_dir: str | Path) -> Index:
     """The live generation, checked.
 
     Raises:
@@ -324,6 +328,7 @@ def load(index_dir: Path) -> Index:
     import bm25s
     import faiss
 
+    index_dir = Path(index_dir)
     gen, manifest = read_manifest(index_dir)
     where = str(index_dir)
     try:

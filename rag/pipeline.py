@@ -20,7 +20,7 @@ from rag.embed import Embedder, SentenceTransformerEmbedder
 from rag.errors import EmbedderMismatch, EmptyQuestion
 from rag.ingest import ingest
 from rag.retrieve import HybridRetriever
-from rag.text import tokenize
+from rag.text import TOKENIZER_VERSION, tokenize
 from rag.types import Answer, Document
 
 MAX_QUESTION_CHARS = 2000  # longer input is cut before searching: the model reads ~256 word pieces anyway
@@ -72,7 +72,7 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         report.removed = sorted(set(old_docs) - set(new_ids))
         report.changed = sorted(i for i in new_ids if i in old_docs and old_docs[i]["sha256"] != new_ids[i])
         same_settings = old_manifest is not None and old_manifest["model"]["id"] == embedder.model_id \
-            and old_manifest["chunker"] == chunk_settings.to_dict()
+            and old_manifest["chunker"] == chunk_settings.to_dict() and old_manifest.get("tokenizer") == TOKENIZER_VERSION
         if not rebuild and same_settings and not (report.added or report.removed or report.changed) \
                 and old_manifest.get("sources") == sources:
             report.up_to_date = True
@@ -106,12 +106,14 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
     pending: list[tuple[str, int, int]] = []  # ("c"|"s", list position, count)
     for d_i, doc in enumerate(docs):
         parts = chunking.split(doc, cs)
+        texts: list[str] = []
         base = len(sent_rows)
         for s in parts.sentences:
             sent_rows.append((d_i, s.start, s.end, s.section))
         for c, (lo, hi) in zip(parts.chunks, parts.ranges):
             chunk_rows.append((d_i, c.start, c.end, c.section, base + lo, base + hi))
-            tokens.append(tokenize(chunking.passage_text(doc.title, c.text, cs)))
+            texts.append(chunking.passage_text(chunking.passage_context(doc, c.section), c.text, cs))
+            tokens.append(tokenize(texts[-1]))
         cached = reuse.get(doc.sha256)
         if cached is not None and len(cached[0]) == len(parts.chunks) and len(cached[1]) == len(parts.sentences):
             chunk_vecs.append(cached[0])
@@ -121,7 +123,7 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
         chunk_vecs.append(None)
         sent_vecs.append(None)
         pending.append(("c", len(chunk_vecs) - 1, len(parts.chunks)))
-        to_embed.extend(chunking.passage_text(doc.title, c.text, cs) for c in parts.chunks)
+        to_embed.extend(texts)
         pending.append(("s", len(sent_vecs) - 1, len(parts.sentences)))
         to_embed.extend(doc.text[s.start:s.end] for s in parts.sentences)
     # One call for every new text: the embedder batches it and shows one progress bar.
@@ -220,7 +222,7 @@ def contextualize(question: str, history: Sequence[str]) -> str:
     previous = history[-1]
     lower = question.lower()
     terms = tokenize(question)
-    elliptical = len(terms) <= 2 or lower.startswith(_FOLLOW_UP) or any(
+    elliptical = len(terms) <= 1 or lower.startswith(_FOLLOW_UP) or any(
         f" {p} " in f" {lower.rstrip('?.! ')} " for p in ("it", "its", "they", "them", "their", "he", "she", "his", "her", "there", "that"))
     if not elliptical:
         return question

@@ -1,0 +1,91 @@
+"""Answer and abstention metrics, each a pure function of predictions and gold data.
+
+Answer normalisation follows the official SQuAD v1.1 evaluation script: lower case, drop punctuation
+and the articles a/an/the, collapse whitespace. Containment also folds typographic quotes and dashes.
+"""
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections import Counter
+from typing import Iterable, Sequence
+
+_FOLD = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"})
+
+
+def squad_normalize(s: str) -> str:
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def fold(s: str) -> str:
+    """Case, whitespace, typographic quotes and dashes folded, for containment."""
+    return " ".join(unicodedata.normalize("NFKC", s).translate(_FOLD).lower().split())
+
+
+def contains(answer: str, golds: Sequence[str]) -> bool:
+    a = fold(answer)
+    return any(fold(g) in a for g in golds if g.strip())
+
+
+def exact_match(prediction: str, golds: Sequence[str]) -> float:
+    return float(any(squad_normalize(prediction) == squad_normalize(g) for g in golds))
+
+
+def token_f1(prediction: str, golds: Sequence[str]) -> float:
+    """Best SQuAD token F1 against any gold."""
+    best = 0.0
+    p = squad_normalize(prediction).split()
+    for g in golds:
+        gt = squad_normalize(g).split()
+        common = Counter(p) & Counter(gt)
+        same = sum(common.values())
+        if same == 0:
+            continue
+        precision, recall = same / len(p), same / len(gt)
+        best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def hit_at(ranked_docs: Sequence[str], gold: set[str], k: int) -> float:
+    return float(any(d in gold for d in ranked_docs[:k]))
+
+
+def reciprocal_rank(ranked_docs: Sequence[str], gold: set[str], k: int = 10) -> float:
+    for i, d in enumerate(ranked_docs[:k]):
+        if d in gold:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+def dedupe(items: Iterable[str]) -> list[str]:
+    """First occurrence of each item, order kept (documents ranked by their best passage)."""
+    seen: set[str] = set()
+    return [x for x in items if not (x in seen or seen.add(x))]
+
+
+def abstention(abstained: Sequence[bool], unanswerable: Sequence[bool]) -> dict[str, float]:
+    """Precision, recall and F1 of abstaining (positive = abstain) and the false-abstain rate on answerable."""
+    tp = sum(a and u for a, u in zip(abstained, unanswerable))
+    fp = sum(a and not u for a, u in zip(abstained, unanswerable))
+    fn = sum((not a) and u for a, u in zip(abstained, unanswerable))
+    answerable = sum(not u for u in unanswerable)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1,
+            "false_abstain_rate": fp / answerable if answerable else 0.0}
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank-with-interpolation percentile (numpy's default), 0 for no values."""
+    if not values:
+        return 0.0
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)

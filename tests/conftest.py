@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+MINI = DATA / "mini_corpus"
+SEEDS = Path(__file__).parent.parent / "seeds"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """No test reads or writes the real .rag/ index: the default index lives in tmp_path."""
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "default-index"))
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    """A private copy of the mini corpus that a test may change."""
+    dst = tmp_path / "corpus"
+    shutil.copytree(MINI, dst)
+    return dst

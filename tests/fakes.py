@@ -1,0 +1,66 @@
+"""Deterministic embedders for fast tests. Both record what they embed."""
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import numpy as np
+
+from rag.text import tokenize
+
+KEYWORDS = ["zephyr", "turbine", "lakeview", "plant", "founded", "crumb", "bakery", "sourdough", "harbor",
+            "oven", "glacier", "frostline", "ice", "melt", "parade", "visitors", "exports", "output", "naples"]
+
+
+class KeywordEmbedder:
+    """One dimension per keyword (after stemming), so rankings are known in advance: a text's vector
+    is its keyword counts, L2-normalised; a text with no keyword gets the zero vector."""
+
+    model_id = "fake/keyword-v1"
+
+    def __init__(self, keywords: Sequence[str] = KEYWORDS):
+        self.vocab = {tokenize(w)[0]: i for i, w in enumerate(keywords)}
+        self.dim = len(self.vocab)
+        self.embedded: list[str] = []
+        self.calls = 0
+
+    def _vector(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dim, dtype=np.float32)
+        for t in tokenize(text):
+            if t in self.vocab:
+                v[self.vocab[t]] += 1
+        n = np.linalg.norm(v)
+        return v / n if n else v
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.embedded.extend(texts)
+        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vector(text)
+
+
+class HashEmbedder:
+    """Pseudo-random unit vectors seeded by SHA-256 of the text. Not ``hash()``: that is salted per
+    process, and the vectors must be the same in every run."""
+
+    model_id = "fake/hash-v1"
+
+    def __init__(self, dim: int = 32):
+        self.dim = dim
+        self.embedded: list[str] = []
+        self.calls = 0
+
+    def _vector(self, text: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:8], "little")
+        v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.embedded.extend(texts)
+        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vector(text)

@@ -1,0 +1,91 @@
+from hypothesis import given, settings, strategies as st
+
+from conftest import MINI, SEEDS
+from rag.chunk import sentence_spans, split, windows
+from rag.config import ChunkSettings
+from rag.ingest import parse
+from rag.types import BODY
+
+
+def seed_docs():
+    return [parse(p.read_text(encoding="utf-8"), p.name) for p in sorted(SEEDS.glob("*.txt"))]
+
+
+def test_windows_share_overlap_and_respect_word_cap():
+    cs = ChunkSettings(sentences_per_chunk=3, overlap=1, max_words=100)
+    # 7 sentences of 10 words: [0,3) [2,5) [4,7)
+    assert windows([10] * 7, cs) == [(0, 3), (2, 5), (4, 7)]
+    # 10 + 90 = 100 words still fits the cap of 100
+    assert windows([10, 90, 10, 10], cs) == [(0, 2), (1, 3), (2, 4)]
+    # a 95-word sentence fits with no neighbour (10 + 95 = 105 > 100): windows shrink instead
+    assert windows([10, 95, 10, 10], cs) == [(0, 1), (1, 2), (2, 4)]
+    assert windows([], cs) == []
+    assert windows([500], cs) == [(0, 1)]
+
+
+def test_mini_chunks_slice_back_and_stay_in_sections():
+    doc = parse((MINI / "sub" / "gamma.txt").read_text(encoding="utf-8"), "sub/gamma.txt")
+    parts = split(doc)
+    assert [c.text for c in parts.chunks] == [
+        "The Frostline research station sits on the Verglas glacier. Scientists at Frostline measure ice melt every day.\n\n"
+        "Last summer the glacier lost 2.4 meters of ice.",
+        "Last summer the glacier lost 2.4 meters of ice. The loss was the largest since records began in 1950.",
+        "The harbor parade drew 30,000 visitors on Sunday. Marching bands played until midnight.",
+    ]
+    assert [c.section for c in parts.chunks] == [0, 0, 1]
+
+
+def test_seed_offsets_are_exact_and_chunks_never_cross_sections():
+    for doc in seed_docs():
+        parts = split(doc)
+        body = [(b.start, b.end) for b in doc.blocks if b.kind == BODY]
+        for s in parts.sentences:
+            text = doc.text[s.start:s.end]
+            assert text == text.strip() and text
+            assert any(bs <= s.start and s.end <= be for bs, be in body), "sentence outside body text"
+        for c, (lo, hi) in zip(parts.chunks, parts.ranges):
+            assert doc.text[c.start:c.end] == c.text
+            assert {parts.sentences[i].section for i in range(lo, hi)} == {c.section}
+            assert len(c.text.split()) <= 120 or hi - lo == 1
+
+
+def test_no_seed_chunk_mixes_snippet_stories():
+    doc = next(d for d in seed_docs() if d.doc_id.startswith("004"))
+    for c in split(doc).chunks:
+        assert not ("Hong Kong" in c.text and "Henan" in c.text)
+        assert not ("Shenzhou" in c.text and "naval fleet" in c.text)
+
+
+def test_boilerplate_never_becomes_a_sentence():
+    doc = parse((MINI / "alpha.txt").read_text(encoding="utf-8"), "alpha.txt")
+    texts = [doc.text[s.start:s.end] for s in split(doc).sentences]
+    assert texts == [
+        "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview.",
+        "The company was founded in 2009 by Mara Quill.",
+        "The new plant will build 400 turbines a year.",
+        "It cost 120 million dollars to build.",
+        "Output at the plant grew 17.1 percent last year, while exports grew 18.2 percent.",
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=600))
+def test_property_offsets_slice_back_for_any_text(text):
+    doc = parse(text, "any.txt")
+    parts = split(doc, ChunkSettings(sentences_per_chunk=2, overlap=1, max_words=30))
+    for s in parts.sentences:
+        assert doc.text[s.start:s.end].strip() == doc.text[s.start:s.end] != ""
+    for c in parts.chunks:
+        assert doc.text[c.start:c.end] == c.text
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["Dr. Smith went home.", "It rained!", "Was it 3.5 m?", "“Yes,” he said.",
+                                 "U.S. firms grew 4.2%.", "\n", "\n\n", "  ", "e.g. this", "…"]), max_size=30))
+def test_property_sentences_cover_words_in_order(parts):
+    text = " ".join(parts)
+    spans = sentence_spans(text)
+    assert spans == sorted(spans)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    covered = "".join(text[s:e] for s, e in spans)
+    assert "".join(covered.split()) == "".join(text.split())
