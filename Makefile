@@ -28,6 +28,9 @@ index: install
 run: index
 	@echo 'Ask on the command line: $(BIN)/rag ask "Where is iFlytek based?"'
 
+eval: index
+	$(BIN)/rag eval evals/questions.jsonl --index-dir $(INDEX_DIR) --report .rag/eval --predictions .rag/eval/predictions.jsonl
+
 test: install
 	$(BIN)/python -m pytest
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from evals import metrics as M
-from evals.run import load_jsonl
+from evals.formats import load_jsonl
 
 
 def collect(assistant, questions, k: int = 5):

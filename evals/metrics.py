@@ -89,3 +89,19 @@ def percentile(values: Sequence[float], q: float) -> float:
     lo = int(pos)
     hi = min(lo + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def trec(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -> dict[str, dict[str, float]]:
+    """Per-query nDCG@10 and MRR@10 from trec_eval (pytrec_eval), as published BEIR tables compute them.
+
+    ``run`` maps query id -> {doc id: score}; only each query's 10 best documents are kept, so the
+    reciprocal rank is MRR@10. Queries without a relevant document get 0.
+    """
+    import pytrec_eval
+
+    top10 = {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[:10]) for q, docs in run.items()}
+    judged = {q: rel for q, rel in qrels.items() if any(g > 0 for g in rel.values())}
+    evaluator = pytrec_eval.RelevanceEvaluator(judged, {"ndcg_cut.10", "recip_rank"})
+    scores = evaluator.evaluate({q: top10.get(q, {}) or {"__none__": 0.0} for q in judged})
+    return {q: {"ndcg@10": scores.get(q, {}).get("ndcg_cut_10", 0.0), "mrr@10": scores.get(q, {}).get("recip_rank", 0.0)}
+            for q in run}

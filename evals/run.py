@@ -1,86 +1,78 @@
-"""Run a question set through the real pipeline and score it.
+"""Run a question set through the real pipeline, score it, and write predictions and reports.
 
-Input: a list of Question records; output: one record per question (its prediction and per-question
-scores) and the aggregate metrics.
+Input: a Dataset (evals/formats.py). Output: one record per question (its prediction, ``Answer.to_dict()``
+plus ``id``, and its scores) and a summary of retrieval, answer, citation, abstention and latency metrics.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from evals import metrics as M
+from evals.formats import Dataset, Question
+
+RANK_DEPTH = 100  # passages retrieved to rank documents for hit@k, MRR@10 and nDCG@10
 
 
-@dataclass(frozen=True)
-class Question:
-    id: Any
-    question: str
-    answers: tuple[str, ...] = ()
-    source: str | None = None
-    also_in: tuple[str, ...] = ()
-    evidence: tuple[str, ...] = ()
-    type: str | None = None
-    split: str | None = None
-    relevant: dict[str, int] = field(default_factory=dict)  # BEIR qrels: doc id -> grade
-
-    @property
-    def answerable(self) -> bool:
-        return bool(self.answers) or bool(self.relevant)
-
-    @property
-    def gold_docs(self) -> set[str]:
-        docs = {self.source, *self.also_in} if self.source else set(self.also_in)
-        return docs | {d for d, g in self.relevant.items() if g > 0}
+def cache_dir(dataset: Dataset) -> Path:
+    """Where a BEIR/SQuAD corpus is indexed: keyed by the dataset's content hash, so reused."""
+    root = Path(os.environ.get("RAG_CACHE_DIR") or ".rag/cache")
+    return root / f"{dataset.kind}-{dataset.content_hash[:16]}"
 
 
-def load_jsonl(path: Path) -> list[Question]:
-    """Our JSONL question format (see evals/README.md)."""
-    out = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        r = json.loads(line)
-        out.append(Question(
-            id=r.get("id", n), question=r["question"], answers=tuple(r.get("answers") or ()),
-            source=r.get("source"), also_in=tuple(r.get("also_in") or ()), evidence=tuple(r.get("evidence") or ()),
-            type=r.get("type"), split=r.get("split"),
-        ))
-    return out
+def prepare(dataset: Dataset, index_dir: str | Path | None, embedder=None) -> tuple[Path, float | None]:
+    """(index directory, build seconds or None when the cached index was reused)."""
+    from rag.config import default_index_dir
+    from rag.pipeline import build
+
+    if dataset.documents is None:
+        return Path(index_dir) if index_dir else default_index_dir(), None
+    d = cache_dir(dataset)
+    report = build(index_dir=d, documents=dataset.documents, embedder=embedder, lock_timeout=600)
+    stamp = d / "build-seconds.json"
+    if report.up_to_date and stamp.is_file():
+        return d, json.loads(stamp.read_text())["seconds"]
+    stamp.write_text(json.dumps({"seconds": report.seconds}))
+    return d, report.seconds
 
 
 def run(assistant, questions: Sequence[Question], k: int = 5, progress: bool = False) -> list[dict]:
-    """One record per question: its prediction (``Answer.to_dict()`` plus ``id``) and its scores."""
+    """One record per question; a question that raises is recorded with its error, not fatal."""
     records = []
     iterator = questions
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(questions, desc="questions", unit="q", leave=False)
+        iterator = tqdm(questions, desc="questions", unit="q", dynamic_ncols=True)
     for q in iterator:
         t0 = time.perf_counter()
         try:
             answer = assistant.ask(q.question, k=k)
+            latency = (time.perf_counter() - t0) * 1e3
+            deep = assistant.retriever.search(answer.searched, assistant.embed_query(answer.searched), max(RANK_DEPTH, k))
         except Exception as e:  # recorded and counted, never fatal
-            records.append({"id": q.id, "question": q.question, "error": f"{type(e).__name__}: {e}", "q": q})
+            records.append({"id": q.id, "q": q, "error": f"{type(e).__name__}: {e}"})
             continue
-        latency = (time.perf_counter() - t0) * 1e3
         pred = {"id": q.id, **answer.to_dict()}
+        doc_scores: dict[str, float] = {}
+        for h in deep:  # documents ranked by their best passage
+            doc_scores.setdefault(h.chunk.doc_id, float(h.score))
         records.append({"id": q.id, "q": q, "prediction": pred, "confidence": answer.confidence,
-                        "latency_ms": latency, **score_one(assistant, q, pred)})
+                        "latency_ms": latency, "doc_scores": doc_scores, **score_one(assistant, q, pred, list(doc_scores))})
+    _add_trec(records)
     return records
 
 
-def score_one(assistant, q: Question, pred: dict) -> dict:
-    docs = M.dedupe(p["source"] for p in pred["passages"])
+def score_one(assistant, q: Question, pred: dict, docs: list[str]) -> dict:
     gold = q.gold_docs
     cites = pred["citations"]
-    exact = [assistant.index.document(c["source"]).text[c["start"]:c["end"]] == c["quote"] for c in cites]
+    exact = [(d := assistant.index.document(c["source"])) is not None and d.text[c["start"]:c["end"]] == c["quote"] for c in cites]
     out = {
-        "ranked_docs": docs,
-        "hit1": M.hit_at(docs, gold, 1), "hit5": M.hit_at(docs, gold, 5), "rr10": M.reciprocal_rank(docs, gold, 10),
+        "ranked_docs": docs[:10],
+        "hit1": M.hit_at(docs, gold, 1), "hit5": M.hit_at(docs, gold, 5),
         "abstained": pred["abstained"], "unanswerable": not q.answerable,
         "citations_exact": exact,
         "top_citation_in_gold": bool(cites) and cites[0]["source"] in gold,
@@ -92,7 +84,28 @@ def score_one(assistant, q: Question, pred: dict) -> dict:
         out["em"] = M.exact_match(pred["answer"], q.answers)
     if q.evidence and q.source:
         out["evidence_hit5"] = evidence_hit(assistant, q, pred["passages"][:5])
+    out["correct"] = correct(q, out)
     return out
+
+
+def correct(q: Question, scores: dict) -> bool:
+    """Right = abstained on an unanswerable question, or answered an answerable one with a gold string
+    in the answer (or, without gold strings, with the first citation in a relevant document)."""
+    if not q.answerable:
+        return scores["abstained"]
+    if scores["abstained"]:
+        return False
+    return scores["contains"] if "contains" in scores else scores["top_citation_in_gold"]
+
+
+def _add_trec(records: list[dict]) -> None:
+    ok = [r for r in records if "error" not in r and not r["unanswerable"]]
+    if not ok:
+        return
+    qrels = {str(r["id"]): (dict(r["q"].relevant) or {d: 1 for d in r["q"].gold_docs}) for r in ok}
+    per_query = M.trec({str(r["id"]): r["doc_scores"] for r in ok}, qrels)
+    for r in ok:
+        r.update(per_query[str(r["id"])])
 
 
 def evidence_hit(assistant, q: Question, passages: list[dict]) -> float:
@@ -104,30 +117,146 @@ def evidence_hit(assistant, q: Question, passages: list[dict]) -> float:
 
 
 def summarize(records: list[dict]) -> dict[str, float]:
-    """Aggregate metrics over records (errors count as misses and are reported)."""
+    """Aggregate metrics over records; errors are counted and left out of the means."""
     ok = [r for r in records if "error" not in r]
     answerable = [r for r in ok if not r["unanswerable"]]
     with_answers = [r for r in answerable if "contains" in r]
-    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
-    cites = [x for r in ok for x in r["citations_exact"]]
     answered = [r for r in answerable if not r["abstained"]]
+    cites = [x for r in ok for x in r["citations_exact"]]
+    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
     out = {
         "questions": len(records), "errors": len(records) - len(ok),
         "answerable": len(answerable), "unanswerable": len(ok) - len(answerable),
+        "accuracy": mean([float(r["correct"]) for r in ok]),
         "hit@1": mean([r["hit1"] for r in answerable]), "hit@5": mean([r["hit5"] for r in answerable]),
-        "mrr@10": mean([r["rr10"] for r in answerable]),
-        "containment": mean([float(r["contains"]) for r in with_answers]),
-        "containment_when_answered": mean([float(r["contains"]) for r in with_answers if not r["abstained"]]),
-        "f1": mean([r["f1"] for r in with_answers]), "em": mean([r["em"] for r in with_answers]),
-        "citation_exact": mean([float(x) for x in cites]) if cites else 1.0,
-        "top_citation_in_gold": mean([float(r["top_citation_in_gold"]) for r in answered]),
-        "answer_chars": mean([r["answer_chars"] for r in ok if not r["abstained"]]),
-        "latency_p50_ms": M.percentile([r["latency_ms"] for r in ok], 50),
-        "latency_p95_ms": M.percentile([r["latency_ms"] for r in ok], 95),
+        "mrr@10": mean([r.get("mrr@10", 0.0) for r in answerable]),
+        "ndcg@10": mean([r.get("ndcg@10", 0.0) for r in answerable]),
     }
     ev = [r["evidence_hit5"] for r in answerable if "evidence_hit5" in r]
     if ev:
         out["evidence_hit@5"] = mean(ev)
+    if with_answers:
+        out.update({
+            "containment": mean([float(r["contains"]) for r in with_answers]),
+            "f1": mean([r["f1"] for r in with_answers]), "em": mean([r["em"] for r in with_answers]),
+        })
+    out.update({
+        "answer_chars": mean([r["answer_chars"] for r in ok if not r["abstained"]]),
+        "citation_exact": mean([float(x) for x in cites]) if cites else 1.0,
+        "top_citation_in_gold": mean([float(r["top_citation_in_gold"]) for r in answered]),
+    })
     ab = M.abstention([r["abstained"] for r in ok], [r["unanswerable"] for r in ok])
     out.update({f"abstain_{k}": v for k, v in ab.items()})
+    out["latency_p50_ms"] = M.percentile([r["latency_ms"] for r in ok], 50)
+    out["latency_p95_ms"] = M.percentile([r["latency_ms"] for r in ok], 95)
     return out
+
+
+def by_type(records: list[dict]) -> dict[str, dict[str, float]]:
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        if "error" not in r:
+            groups.setdefault(r["q"].type or ("unanswerable" if r["unanswerable"] else "answerable"), []).append(r)
+    return {t: {"n": len(rs), "accuracy": sum(r["correct"] for r in rs) / len(rs),
+                "hit@1": sum(r["hit1"] for r in rs) / len(rs)} for t, rs in sorted(groups.items())}
+
+
+def write_predictions(records: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            row = r["prediction"] if "prediction" in r else {"id": r["id"], "question": r["q"].question, "error": r["error"]}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def write_report(directory: Path, dataset: Dataset, records: list[dict], summary: dict, meta: dict) -> None:
+    """report.json, report.md, types.png and latency.png in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    types = by_type(records)
+    splits = {name: summarize([r for r in records if r["q"].split == name])
+              for name in sorted({r["q"].split for r in records if r["q"].split})}
+    report = {"dataset": {"path": str(dataset.path), "kind": dataset.kind, "content_hash": dataset.content_hash},
+              **meta, "metrics": summary, "by_type": types, "by_split": splits,
+              "errors": [{"id": r["id"], "error": r["error"]} for r in records if "error" in r]}
+    (directory / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    (directory / "report.md").write_text(markdown(dataset, summary, types, records, meta, splits), encoding="utf-8")
+    plots(directory, types, [r["latency_ms"] for r in records if "latency_ms" in r])
+
+
+def markdown(dataset: Dataset, summary: dict, types: dict, records: list[dict], meta: dict, splits: dict) -> str:
+    lines = [f"# Evaluation of {dataset.path}", "",
+             f"{summary['questions']} questions ({summary['answerable']} answerable, {summary['unanswerable']} unanswerable, "
+             f"{summary['errors']} errors); model {meta.get('model')}; k={meta.get('k')}.", "",
+             "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {fmt(v)} |" for k, v in summary.items()]
+    if splits:
+        names = list(splits)
+        lines += ["", "## By split", "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        lines += [f"| {k} | " + " | ".join(fmt(splits[n].get(k, 0.0)) for n in names) + " |"
+                  for k in ("questions", "accuracy", "containment", "evidence_hit@5", "abstain_f1", "abstain_false_abstain_rate")]
+    lines += ["", "## By type", "", "| type | n | accuracy | hit@1 |", "|---|---|---|---|"]
+    lines += [f"| {t} | {v['n']} | {v['accuracy']:.3f} | {v['hit@1']:.3f} |" for t, v in types.items()]
+    wrong = [r for r in records if "error" not in r and not r["correct"]]
+    wrong.sort(key=lambda r: -r["confidence"])  # confidently wrong first: those mislead most
+    lines += ["", "## Worst misses", "", "| id | question | expected | got | confidence |", "|---|---|---|---|---|"]
+    for r in wrong[:15]:
+        q = r["q"]
+        expected = "(abstain)" if not q.answerable else "; ".join(q.answers[:2]) or ", ".join(sorted(q.gold_docs)[:2])
+        got = "(abstained)" if r["abstained"] else r["prediction"]["answer"][:160]
+        lines.append(f"| {q.id} | {cell(q.question)} | {cell(expected)} | {cell(got)} | {r['confidence']:.2f} |")
+    lines += ["", "Plots: `types.png` (accuracy by type), `latency.png` (latency histogram).", ""]
+    return "\n".join(lines)
+
+
+def cell(s: str) -> str:
+    return " ".join(str(s).split()).replace("|", "\\|")
+
+
+def fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def plots(directory: Path, types: dict, latencies: list[float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = list(types)
+    ax.bar(names, [types[t]["accuracy"] for t in names], color="#3b82f6")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Accuracy by question type")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(directory / "types.png", dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.hist(latencies or [0], bins=30, color="#10b981")
+    ax.set_xlabel("latency per question (ms)")
+    ax.set_ylabel("questions")
+    ax.set_title("Latency")
+    fig.tight_layout()
+    fig.savefig(directory / "latency.png", dpi=100)
+    plt.close(fig)
+
+
+def compare(a_path: Path, b_path: Path) -> str:
+    """A side-by-side table of two report.json files with the deltas (B - A)."""
+    a = json.loads(Path(a_path).read_text(encoding="utf-8"))["metrics"]
+    b = json.loads(Path(b_path).read_text(encoding="utf-8"))["metrics"]
+    rows = [f"{'metric':<24} {'A':>10} {'B':>10} {'B-A':>10}"]
+    for key in list(dict.fromkeys([*a, *b])):
+        va, vb = a.get(key), b.get(key)
+        delta = f"{vb - va:+10.3f}" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) else f"{'':>10}"
+        rows.append(f"{key:<24} {fmt(va) if va is not None else '-':>10} {fmt(vb) if vb is not None else '-':>10} {delta}")
+    return "\n".join(rows)
+
+
+def table(summary: dict) -> str:
+    keys = ["questions", "errors", "accuracy", "hit@1", "hit@5", "mrr@10", "ndcg@10", "evidence_hit@5", "containment", "f1",
+            "em", "citation_exact", "top_citation_in_gold", "abstain_precision", "abstain_recall", "abstain_f1",
+            "abstain_false_abstain_rate", "answer_chars", "latency_p50_ms", "latency_p95_ms"]
+    return "\n".join(f"{k:<28} {fmt(summary[k]):>10}" for k in keys if k in summary)
+

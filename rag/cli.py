@@ -38,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--top-k", type=int, default=None, help="passages to retrieve (default 5)")
     p.add_argument("-j", "--json", action="store_true", help="print the answer as one JSON object")
 
+    p = sub.add_parser("eval", help="score a question set (ours, BEIR or SQuAD) through the real pipeline",
+                       description="Evaluate. Example: rag eval evals/questions.jsonl --report .rag/eval")
+    p.add_argument("path", nargs="?", help="questions .jsonl, a BEIR folder, or a SQuAD .json")
+    _index_dir_arg(p)
+    p.add_argument("-k", "--top-k", type=int, default=5, help="passages per question (default 5)")
+    p.add_argument("-n", "--limit", type=int, default=None, help="run only the first N questions")
+    p.add_argument("-p", "--predictions", default=None, help="write one JSON answer per line here")
+    p.add_argument("-r", "--report", default=None, help="write report.json, report.md and plots into this folder")
+    p.add_argument("-c", "--compare", nargs=2, metavar=("A", "B"), help="compare two report.json files instead")
+
     p = sub.add_parser("docs", help="list the indexed documents", description="List indexed documents. Example: rag docs")
     _index_dir_arg(p)
     p.add_argument("-j", "--json", action="store_true", help="one JSON object per line")
@@ -47,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"index": cmd_index, "ask": cmd_ask, "docs": cmd_docs}[args.command](args)
+        return {"index": cmd_index, "ask": cmd_ask, "docs": cmd_docs, "eval": cmd_eval}[args.command](args)
     except RagError as e:
         print(f"rag: {e}", file=sys.stderr)
         return 2
@@ -98,6 +108,51 @@ def cmd_ask(args) -> int:
     print()
     for c in answer.citations:
         print(f'[{c.n}] {c.doc_id} \u2014 "{c.quote}"')
+    return 0
+
+
+def cmd_eval(args) -> int:
+    if args.compare:
+        from evals.run import compare
+
+        for p in args.compare:
+            if not os.path.isfile(p):
+                raise RagError(f"{p} does not exist: give two report.json files written by `rag eval --report DIR`")
+        try:
+            print(compare(*args.compare))
+        except (ValueError, KeyError) as e:
+            raise RagError(f"cannot compare: {e}; give two report.json files written by `rag eval --report DIR`") from None
+        return 0
+    if not args.path:
+        raise RagError("give a question set: rag eval evals/questions.jsonl (or a BEIR folder or SQuAD .json)")
+    if args.top_k < 1 or (args.limit is not None and args.limit < 1):
+        raise RagError("-k and --limit must be at least 1")
+    import time
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from evals import formats, run
+    from rag.pipeline import Assistant
+
+    dataset = formats.load(args.path)
+    questions = dataset.questions[: args.limit] if args.limit else dataset.questions
+    t0 = time.perf_counter()
+    index_dir, build_seconds = run.prepare(dataset, args.index_dir)
+    assistant = Assistant.load(index_dir)
+    records = run.run(assistant, questions, k=args.top_k, progress=sys.stderr.isatty())
+    summary = run.summarize(records)
+    if build_seconds is not None:
+        summary["index_build_s"] = build_seconds
+    print(run.table(summary))
+    if args.predictions:
+        run.write_predictions(records, Path(args.predictions))
+    if args.report:
+        meta = {"model": assistant.index.model_id, "k": args.top_k, "index_dir": str(index_dir),
+                "corpus": {"documents": len(assistant.index.docs), "passages": len(assistant.index)},
+                "settings": asdict(assistant.settings), "chunker": assistant.index.manifest["chunker"],
+                "seconds": time.perf_counter() - t0, "limit": args.limit}
+        run.write_report(Path(args.report), dataset, records, summary, meta)
+        print(f"Report written to {args.report}/report.md")
     return 0
 
 

@@ -156,6 +156,17 @@ class Assistant:
         self.settings = settings
         self.retriever = HybridRetriever(index, embedder, settings)
         self.answerer = ExtractiveAnswerer(index, embedder, settings)
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def embed_query(self, query: str) -> np.ndarray:
+        """The query's vector, remembered for the last 256 queries (repeated and re-ranked questions)."""
+        vector = self._vectors.get(query)
+        if vector is None:
+            vector = self.embedder.embed_query(query)
+            if len(self._vectors) >= 256:
+                self._vectors.pop(next(iter(self._vectors)))
+            self._vectors[query] = vector
+        return vector
 
     @classmethod
     def load(cls, index_dir: str | Path | None = None, embedder: Embedder | None = None,
@@ -184,7 +195,7 @@ class Assistant:
         query = contextualize(question, history or [])
         k = k or self.settings.top_k
         t1 = time.perf_counter()
-        qvec = self.embedder.embed_query(query)
+        qvec = self.embed_query(query)
         t2 = time.perf_counter()
         hits = self.retriever.search(query, qvec, k)
         t3 = time.perf_counter()
