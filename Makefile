@@ -26,7 +26,7 @@ index: install
 	$(BIN)/rag index seeds/ --index-dir $(INDEX_DIR)
 
 run: index
-	@echo 'Ask on the command line: $(BIN)/rag ask "Where is iFlytek based?"'
+	$(BIN)/rag serve --host $(HOST) --port $(PORT) --index-dir $(INDEX_DIR)
 
 eval: index
 	$(BIN)/rag eval evals/questions.jsonl --index-dir $(INDEX_DIR) --report .rag/eval --predictions .rag/eval/predictions.jsonl

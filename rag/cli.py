@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--report", default=None, help="write report.json, report.md and plots into this folder")
     p.add_argument("-c", "--compare", nargs=2, metavar=("A", "B"), help="compare two report.json files instead")
 
+    p = sub.add_parser("serve", help="serve the chat page (http://127.0.0.1:7860)",
+                       description="Serve the chat. Example: rag serve --port 7860")
+    p.add_argument("-H", "--host", default="127.0.0.1", help="bind address (default loopback; others need --auth)")
+    p.add_argument("-P", "--port", type=int, default=7860)
+    _index_dir_arg(p)
+    p.add_argument("-a", "--auth", default=None, help="user:password (or RAG_AUTH); required off loopback")
+
     p = sub.add_parser("docs", help="list the indexed documents", description="List indexed documents. Example: rag docs")
     _index_dir_arg(p)
     p.add_argument("-j", "--json", action="store_true", help="one JSON object per line")
@@ -57,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"index": cmd_index, "ask": cmd_ask, "docs": cmd_docs, "eval": cmd_eval}[args.command](args)
+        return {"index": cmd_index, "ask": cmd_ask, "docs": cmd_docs, "eval": cmd_eval, "serve": cmd_serve}[args.command](args)
     except RagError as e:
         print(f"rag: {e}", file=sys.stderr)
         return 2
@@ -153,6 +160,13 @@ def cmd_eval(args) -> int:
                 "seconds": time.perf_counter() - t0, "limit": args.limit}
         run.write_report(Path(args.report), dataset, records, summary, meta)
         print(f"Report written to {args.report}/report.md")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from ui.app import serve
+
+    serve(args.host, args.port, args.index_dir, args.auth)
     return 0
 
 

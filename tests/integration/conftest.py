@@ -1,4 +1,9 @@
+import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -50,3 +55,42 @@ def seed_assistant(seed_index, real_embedder):
     from rag.pipeline import Assistant
 
     return Assistant.load(seed_index, embedder=real_embedder)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, seed_index):
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), "--index-dir", str(seed_index)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(log.read_text())
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise AssertionError("server did not start: " + log.read_text())
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server, verbose=False)

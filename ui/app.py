@@ -1,0 +1,159 @@
+"""The Gradio chat page: ask, read a quoted answer, check every source in one click.
+
+Calls rag.pipeline only. The named API endpoint ``ask`` returns ``Answer.to_dict()``.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from rag.errors import RagError  # noqa: E402
+from ui import render  # noqa: E402
+
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    """"user:password" -> (user, password).
+
+    Raises:
+        RagError: the value is not of that form.
+    """
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise RagError("--auth must look like user:password")
+    return user, password
+
+
+class Holder:
+    """The live Assistant, swapped whole after the library changes; readers never see half an index."""
+
+    def __init__(self, index_dir: Path, embedder=None):
+        from rag.pipeline import Assistant
+
+        self.index_dir = index_dir
+        self.embedder = embedder
+        self._lock = threading.Lock()
+        self.assistant = Assistant.load(index_dir, embedder=embedder)
+        self.embedder = self.assistant.embedder
+
+    def reload(self) -> None:
+        from rag.pipeline import Assistant
+
+        fresh = Assistant.load(self.index_dir, embedder=self.embedder)
+        with self._lock:
+            self.assistant = fresh
+
+
+def example_questions(index, n: int = 4) -> list[str]:
+    """Starter prompts drawn from the indexed articles: their short titles, as keyword queries."""
+    out = []
+    for d in index.docs:
+        if d.title and 3 <= len(d.title.split()) <= 12:
+            out.append(d.title.split(" – ")[-1].split(" - ")[0].strip())
+        if len(out) >= n:
+            break
+    return out
+
+
+def build_app(index_dir: str | Path, embedder=None):
+    import gradio as gr
+
+    holder = Holder(Path(index_dir), embedder)
+
+    def respond(message: str, history: list[dict], k: float):
+        message = (message or "").strip()
+        if not message:
+            raise gr.Error("Type a question first.")
+        asked = [m["content"] for m in history if m.get("role") == "user" and isinstance(m.get("content"), str)]
+        assistant = holder.assistant
+        try:
+            answer = assistant.ask(message, history=asked, k=int(k))
+        except RagError as e:
+            raise gr.Error(str(e)) from None
+        history = history + [{"role": "user", "content": message},
+                             {"role": "assistant", "content": render.chat_markdown(answer)}]
+        choices = [(f"[{c.n}] {c.doc_id}", f"{c.n}") for c in answer.citations]
+        first = answer.citations[0] if answer.citations else None
+        article = render.article_html(assistant.index, first.doc_id, first.start, first.end) if first else \
+            render.article_html(assistant.index, answer.hits[0].chunk.doc_id) if answer.hits else ""
+        state = [(c.doc_id, c.start, c.end) for c in answer.citations]
+        return (history, "", render.sources_html(answer, assistant.index), render.details_html(answer),
+                gr.update(choices=choices, value=choices[0][1] if choices else None), article, state)
+
+    def open_citation(choice: str | None, state: list):
+        if not choice or not state:
+            return gr.update()
+        n = int(choice) - 1
+        if not 0 <= n < len(state):
+            return render.article_html(holder.assistant.index, None)
+        doc_id, start, end = state[n]
+        return render.article_html(holder.assistant.index, doc_id, start, end)
+
+    def api_ask(question: str) -> dict:
+        try:
+            return holder.assistant.ask(question).to_dict()
+        except RagError as e:
+            raise gr.Error(str(e)) from None
+
+    scroll_js = "() => { setTimeout(() => { const m = document.getElementById('rag-highlight'); if (m) m.scrollIntoView({block: 'center'}); }, 50); }"
+
+    with gr.Blocks(title="Ask the articles") as demo:
+        gr.Markdown("## Ask the articles\nEvery answer quotes the articles word for word; each **[n]** points at the exact sentence.")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3, min_width=300):
+                chat = gr.Chatbot(label="Chat", height=460, elem_id="rag-chat",
+                                  placeholder="Ask about the indexed articles, or pick an example below.")
+                with gr.Row():
+                    box = gr.Textbox(show_label=False, placeholder="Ask a question…", scale=5, elem_id="rag-question", lines=1)
+                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="rag-ask")
+                gr.Examples(example_questions(holder.assistant.index), inputs=box, label="Examples")
+                with gr.Accordion("Retrieval details", open=False):
+                    k = gr.Slider(1, 20, value=5, step=1, label="Passages to retrieve (k)")
+                    details = gr.HTML(elem_id="rag-details")
+            with gr.Column(scale=2, min_width=300):
+                sources = gr.HTML(label="Sources", elem_id="rag-sources")
+                cite = gr.Radio(choices=[], label="Open the article of citation", elem_id="rag-cite")
+                article = gr.HTML(elem_id="rag-article")
+        state = gr.State([])
+        outputs = [chat, box, sources, details, cite, article, state]
+        send.click(respond, [box, chat, k], outputs, api_visibility="private").then(None, js=scroll_js)
+        box.submit(respond, [box, chat, k], outputs, api_visibility="private").then(None, js=scroll_js)
+        cite.change(open_citation, [cite, state], article, api_visibility="private").then(None, js=scroll_js)
+        gr.api(api_ask, api_name="ask")
+    demo.queue(default_concurrency_limit=4, max_size=128)
+    return demo
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, index_dir: str | Path | None = None, auth: str | None = None,
+          embedder=None) -> None:
+    """Serve the chat. Binding beyond loopback requires ``auth`` ("user:password").
+
+    Raises:
+        RagError: a non-loopback host without authentication, or a bad ``auth`` value.
+    """
+    from rag.config import default_index_dir
+
+    credentials = parse_auth(auth or os.environ.get("RAG_AUTH"))
+    if not is_loopback(host) and credentials is None:
+        raise RagError(f"Refusing to serve on {host} without authentication: add --auth user:password (or set RAG_AUTH), "
+                       "or bind to 127.0.0.1")
+    demo = build_app(Path(index_dir) if index_dir else default_index_dir(), embedder)
+    print(f"Serving the chat on http://{host}:{port}", flush=True)
+    demo.launch(server_name=host, server_port=port, auth=credentials, css=render.CSS, show_error=False,
+                footer_links=["api"], quiet=True)
