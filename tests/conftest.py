@@ -24,3 +24,15 @@ def corpus(tmp_path) -> Path:
     dst = tmp_path / "corpus"
     shutil.copytree(MINI, dst)
     return dst
+
+
+@pytest.fixture(scope="module")
+def mini_assistant(tmp_path_factory):
+    """An Assistant over the mini corpus with the KeywordEmbedder, shared by a test module."""
+    from fakes import KeywordEmbedder
+    from rag.pipeline import Assistant, build
+
+    embedder = KeywordEmbedder()
+    d = tmp_path_factory.mktemp("mini") / "idx"
+    build([MINI], d, embedder=embedder)
+    return Assistant.load(d, embedder=embedder)

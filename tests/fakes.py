@@ -12,7 +12,24 @@ KEYWORDS = ["zephyr", "turbine", "lakeview", "plant", "founded", "crumb", "baker
             "oven", "glacier", "frostline", "ice", "melt", "parade", "visitors", "exports", "output", "naples"]
 
 
-class KeywordEmbedder:
+class _Recording:
+    """Records every text embedded (``embedded``) and the number of batch calls (``calls``)."""
+
+    dim: int
+
+    def _vector(self, text: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.embedded.extend(texts)
+        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vector(text)
+
+
+class KeywordEmbedder(_Recording):
     """One dimension per keyword (after stemming), so rankings are known in advance: a text's vector
     is its keyword counts, L2-normalised; a text with no keyword gets the zero vector."""
 
@@ -32,16 +49,8 @@ class KeywordEmbedder:
         n = np.linalg.norm(v)
         return v / n if n else v
 
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls += 1
-        self.embedded.extend(texts)
-        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._vector(text)
-
-
-class HashEmbedder:
+class HashEmbedder(_Recording):
     """Pseudo-random unit vectors seeded by SHA-256 of the text. Not ``hash()``: that is salted per
     process, and the vectors must be the same in every run."""
 
@@ -56,11 +65,3 @@ class HashEmbedder:
         seed = int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:8], "little")
         v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
         return v / np.linalg.norm(v)
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls += 1
-        self.embedded.extend(texts)
-        return np.stack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._vector(text)

@@ -9,63 +9,57 @@ from rag.errors import EmptyQuestion
 from rag.pipeline import Assistant, build, contextualize
 
 
-@pytest.fixture(scope="module")
-def assistant(tmp_path_factory):
-    embedder = KeywordEmbedder()
-    d = tmp_path_factory.mktemp("mini") / "idx"
-    build([MINI], d, embedder=embedder)
-    return Assistant.load(d, embedder=embedder)
 
 
-def check_citations(assistant, answer):
+def check_citations(mini_assistant, answer):
     for c in answer.citations:
-        doc = assistant.index.document(c.doc_id)
+        doc = mini_assistant.index.document(c.doc_id)
         assert doc.text[c.start:c.end] == c.quote
 
 
-def test_answer_quotes_the_right_sentence_with_exact_offsets(assistant):
-    a = assistant.ask("Where is Zephyr Dynamics based?")
+def test_answer_quotes_the_right_sentence_with_exact_offsets(mini_assistant):
+    a = mini_assistant.ask("Where is Zephyr Dynamics based?")
     assert not a.abstained
     assert a.text == "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview. [1]"
     c = a.citations[0]
     text = (MINI / "alpha.txt").read_text(encoding="utf-8")
     assert (c.n, c.doc_id, c.start, c.end) == (1, "alpha.txt", text.index("Zephyr Dynamics, a maker"), text.index(" The company was"))
     assert (c.title, c.date) == ("Zephyr Dynamics opens a turbine plant in Lakeview", "2021-03-03")
-    check_citations(assistant, a)
+    check_citations(mini_assistant, a)
 
 
-def test_anaphoric_sentence_brings_its_antecedent(assistant):
-    a = assistant.ask("When were the ovens imported from Naples?", k=2)
+def test_anaphoric_sentence_brings_its_antecedent(mini_assistant):
+    a = mini_assistant.ask("When were the ovens imported from Naples?", k=2)
     quotes = [c.quote for c in a.citations]
     # "They were imported from Naples in 2015." matches the terms best but says nothing without
     # the sentence before it, which names the ovens; that one becomes [2]
     assert quotes[:2] == ["They were imported from Naples in 2015.", "The bakery runs three stone ovens."]
-    check_citations(assistant, a)
+    check_citations(mini_assistant, a)
 
 
-def test_off_topic_question_abstains_but_keeps_passages(assistant):
-    a = assistant.ask("Who won the 2018 FIFA World Cup?")
+def test_off_topic_question_abstains_but_keeps_passages(mini_assistant):
+    a = mini_assistant.ask("Who won the 2018 FIFA World Cup?")
     assert a.abstained and a.text == "" and a.citations == ()
     assert len(a.hits) == 5
     d = a.to_dict()
     assert d["abstained"] is True and d["answer"] == "" and d["citations"] == [] and len(d["passages"]) == 5
 
 
-def test_boilerplate_is_never_cited(assistant):
+def test_boilerplate_is_never_cited(mini_assistant):
     for q in ["Copyright example.com About us Contact us", "App", "Photo Jane Doe GT turbine blade",
               "Harbor parade draws crowds Parade Harbor"]:
-        a = assistant.ask(q)
+        a = mini_assistant.ask(q)
         for c in a.citations:
             assert "Copyright" not in c.quote and "Photo:" not in c.quote and " | " not in c.quote and c.quote != "App"
 
 
-def test_numbers_are_told_apart(assistant):
-    a = assistant.ask("Which figure grew 18.2 percent at Zephyr's plant?")
+def test_numbers_are_told_apart(mini_assistant):
+    a = mini_assistant.ask("Which figure grew 18.2 percent at Zephyr's plant?")
     assert a.citations[0].quote == "Output at the plant grew 17.1 percent last year, while exports grew 18.2 percent."
 
 
-def test_schema_is_exact(assistant):
-    d = assistant.ask("harbor parade visitors", k=3).to_dict()
+def test_schema_is_exact(mini_assistant):
+    d = mini_assistant.ask("harbor parade visitors", k=3).to_dict()
     assert list(d) == ["question", "answer", "abstained", "citations", "passages", "timings_ms"]
     assert list(d["citations"][0]) == ["n", "source", "title", "date", "start", "end", "quote"]
     assert list(d["passages"][0]) == ["rank", "source", "start", "end", "score", "text"]
@@ -76,15 +70,15 @@ def test_schema_is_exact(assistant):
 
 
 @pytest.mark.parametrize("q", ["", "   ", "\x00\x01", "?!...", "\n\t"])
-def test_empty_questions_raise(assistant, q):
+def test_empty_questions_raise(mini_assistant, q):
     with pytest.raises(EmptyQuestion) as e:
-        assistant.ask(q)
+        mini_assistant.ask(q)
     assert isinstance(e.value, ValueError)
 
 
-def test_k_limits_passages(assistant):
-    assert len(assistant.ask("glacier", k=2).hits) == 2
-    assert len(assistant.ask("glacier", k=100).hits) == 7  # the whole corpus has 7 passages
+def test_k_limits_passages(mini_assistant):
+    assert len(mini_assistant.ask("glacier", k=2).hits) == 2
+    assert len(mini_assistant.ask("glacier", k=100).hits) == 7  # the whole corpus has 7 passages
 
 
 def test_threshold_controls_abstention(tmp_path):
@@ -101,7 +95,7 @@ def test_follow_up_carries_the_subject():
     assert contextualize("And Wuhu?", []) == "And Wuhu?"
 
 
-def test_follow_up_answer_uses_history(assistant):
-    a = assistant.ask("And when were they imported?", history=["How many ovens does the bakery run?"])
+def test_follow_up_answer_uses_history(mini_assistant):
+    a = mini_assistant.ask("And when were they imported?", history=["How many ovens does the bakery run?"])
     assert a.searched == "And when were they imported? How many ovens does the bakery run?"
     assert a.citations[0].doc_id == "beta.md"

@@ -7,7 +7,7 @@ from conftest import DATA, MINI
 from evals import formats, metrics as M, run
 from fakes import KeywordEmbedder
 from rag.cli import main
-from rag.pipeline import Assistant, build
+from rag.pipeline import Assistant
 
 QUESTIONS = DATA.parent.parent / "evals" / "questions.jsonl"
 SEEDS = DATA.parent.parent / "seeds"
@@ -83,12 +83,6 @@ def test_bad_question_sets_are_user_errors(tmp_path, make, why):
 
 # ------------------------------------------------------------------------------------------ runs
 
-@pytest.fixture(scope="module")
-def mini_assistant(tmp_path_factory):
-    e = KeywordEmbedder()
-    d = tmp_path_factory.mktemp("m") / "idx"
-    build([MINI], d, embedder=e)
-    return Assistant.load(d, embedder=e)
 
 
 def test_jsonl_run_scores_every_question(mini_assistant):

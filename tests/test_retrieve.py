@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fakes import HashEmbedder, KeywordEmbedder
+from fakes import KeywordEmbedder
 from rag import index as storage
 from rag.config import Settings
 from rag.pipeline import build

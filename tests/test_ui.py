@@ -1,6 +1,5 @@
 import pytest
 
-from conftest import MINI
 from fakes import KeywordEmbedder
 from rag.errors import RagError
 from rag.pipeline import Assistant, build
@@ -8,24 +7,18 @@ from ui import render
 from ui.app import example_questions, is_loopback, parse_auth, serve
 
 
-@pytest.fixture(scope="module")
-def assistant(tmp_path_factory):
-    e = KeywordEmbedder()
-    d = tmp_path_factory.mktemp("ui") / "idx"
-    build([MINI], d, embedder=e)
-    return Assistant.load(d, embedder=e)
 
 
 @pytest.mark.parametrize("crafted", ["../../etc/passwd", "/etc/passwd", "..%2F..%2Fetc%2Fpasswd", "sub/../alpha.txt",
                                      "", None, "ALPHA.TXT"])
-def test_article_view_shows_only_indexed_documents(assistant, crafted):
-    assert render.article_html(assistant.index, crafted) == '<div class="rag-article rag-missing">Article not found.</div>'
+def test_article_view_shows_only_indexed_documents(mini_assistant, crafted):
+    assert render.article_html(mini_assistant.index, crafted) == '<div class="rag-article rag-missing">Article not found.</div>'
 
 
-def test_article_view_highlights_the_cited_sentence(assistant):
-    a = assistant.ask("Where is Zephyr Dynamics based?")
+def test_article_view_highlights_the_cited_sentence(mini_assistant):
+    a = mini_assistant.ask("Where is Zephyr Dynamics based?")
     c = a.citations[0]
-    page = render.article_html(assistant.index, c.doc_id, c.start, c.end)
+    page = render.article_html(mini_assistant.index, c.doc_id, c.start, c.end)
     assert '<mark id="rag-highlight" class="rag-quote">Zephyr Dynamics, a maker of wind turbines, is based in Lakeview.</mark>' in page
     assert page.count("<mark") == 1
 
@@ -45,21 +38,21 @@ def test_sources_panel_marks_quote_and_escapes_article_text(tmp_path):
     assert md == "The harbor parade drew \\<b\\>many\\</b\\> visitors. **[1]**"
 
 
-def test_abstention_is_labelled_as_related_not_an_answer(assistant):
-    a = assistant.ask("Who won the 2018 FIFA World Cup?")
+def test_abstention_is_labelled_as_related_not_an_answer(mini_assistant):
+    a = mini_assistant.ask("Who won the 2018 FIFA World Cup?")
     assert render.chat_markdown(a).startswith("**The articles don't say.**")
-    assert render.sources_html(a, assistant.index).count("not an answer") == 3
+    assert render.sources_html(a, mini_assistant.index).count("not an answer") == 3
 
 
-def test_details_show_ranks_and_the_searched_query(assistant):
-    a = assistant.ask("And when?", history=["How many ovens does the bakery run?"])
+def test_details_show_ranks_and_the_searched_query(mini_assistant):
+    a = mini_assistant.ask("And when?", history=["How many ovens does the bakery run?"])
     html = render.details_html(a)
     assert "Searched: <code>And when? How many ovens does the bakery run?</code>" in html
     assert html.count("<tr><td>") == 5
 
 
-def test_examples_come_from_titles(assistant):
-    assert example_questions(assistant.index) == [
+def test_examples_come_from_titles(mini_assistant):
+    assert example_questions(mini_assistant.index) == [
         "Zephyr Dynamics opens a turbine plant in Lakeview", "Crumb and Co bakes sourdough for Harbor City",
         "Glacier station records record melt"]
 
