@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     _index_dir_arg(p)
     p.add_argument("-r", "--rebuild", action="store_true", help="re-embed everything, ignoring the current index")
     p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    p.add_argument("--include-removed", action="store_true", help="index again the files removed in the chat page")
 
     p = sub.add_parser("ask", help="answer a question with quoted, cited sentences",
                        description='Answer a question. Example: rag ask "Where is iFlytek based?" --json')
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-P", "--port", type=int, default=7860)
     _index_dir_arg(p)
     p.add_argument("-a", "--auth", default=None, help="user:password (or RAG_AUTH); required off loopback")
+    p.add_argument("-l", "--library", default=None, help="where uploaded articles are kept (default: beside the index)")
 
     p = sub.add_parser("docs", help="list the indexed documents", description="List indexed documents. Example: rag docs")
     _index_dir_arg(p)
@@ -76,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_index(args) -> int:
     from rag.pipeline import build
 
-    report = build(args.paths or None, args.index_dir, rebuild=args.rebuild)
+    report = build(args.paths or None, args.index_dir, rebuild=args.rebuild, include_removed=args.include_removed)
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if report.excluded:
+        print(f"note: {report.excluded} file(s) removed in the chat page stay out of the index; "
+              "`rag index --include-removed` brings them back", file=sys.stderr)
     if args.quiet:
         return 0
     where = report.index_dir
@@ -166,7 +171,7 @@ def cmd_eval(args) -> int:
 def cmd_serve(args) -> int:
     from ui.app import serve
 
-    serve(args.host, args.port, args.index_dir, args.auth)
+    serve(args.host, args.port, args.index_dir, args.auth, library_dir=args.library)
     return 0
 
 

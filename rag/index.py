@@ -260,6 +260,27 @@ def _test_pause(point: str) -> None:
         time.sleep(float(os.environ.get("RAG_TEST_PAUSE_SECONDS", "30")))
 
 
+# ---------------------------------------------------------------------------------------------- removals
+
+EXCLUDED = "excluded.json"
+
+
+def read_excluded(index_dir: Path) -> set[str]:
+    """Absolute paths of files a user removed from the index (in the chat page) without deleting them."""
+    try:
+        return set(json.loads((Path(index_dir) / EXCLUDED).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return set()
+
+
+def write_excluded(index_dir: Path, paths: set[str]) -> None:
+    """Replace the removal list atomically (the caller holds the BuildLock)."""
+    index_dir = Path(index_dir)
+    tmp = index_dir / f"{EXCLUDED}.tmp"
+    tmp.write_text(json.dumps(sorted(paths), indent=1), encoding="utf-8")
+    os.replace(tmp, index_dir / EXCLUDED)
+
+
 # ---------------------------------------------------------------------------------------------- read
 
 def current_generation(index_dir: Path) -> Path:

@@ -17,7 +17,7 @@ from rag import index as storage
 from rag.answer import ExtractiveAnswerer
 from rag.config import ChunkSettings, Settings, default_index_dir
 from rag.embed import Embedder, SentenceTransformerEmbedder
-from rag.errors import EmbedderMismatch, EmptyQuestion
+from rag.errors import EmbedderMismatch, EmptyQuestion, NoDocuments
 from rag.ingest import ingest
 from rag.retrieve import HybridRetriever
 from rag.text import TOKENIZER_VERSION, tokenize
@@ -34,6 +34,7 @@ class BuildReport:
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    excluded: int = 0  # files skipped because they were removed in the chat page
     reused: int = 0  # documents whose vectors were reused
     embedded_texts: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -43,10 +44,12 @@ class BuildReport:
 
 def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | None = None,
           embedder: Embedder | None = None, chunk_settings: ChunkSettings = ChunkSettings(),
-          rebuild: bool = False, lock_timeout: float = 0.0, documents: list[Document] | None = None) -> BuildReport:
+          rebuild: bool = False, lock_timeout: float = 0.0, documents: list[Document] | None = None,
+          remove: Sequence[str] = (), include_removed: bool = False) -> BuildReport:
     """Index ``paths`` (or ready ``documents``) into ``index_dir``, re-embedding only what changed.
 
-    With no paths, re-indexes the sources recorded in the current index, else ``seeds/``.
+    With no paths, re-indexes the sources recorded in the current index, else ``seeds/``. Files removed
+    in the chat page (``remove``: their paths) stay out until ``include_removed`` brings them back.
 
     Raises:
         PathNotFound, NoDocuments: nothing to index.
@@ -65,7 +68,15 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
             docs, warnings = got.documents, got.warnings
         else:
             sources, docs, warnings = [], documents, []
-        report = BuildReport(index_dir=index_dir, warnings=warnings, documents=len(docs))
+        excluded = set() if include_removed else storage.read_excluded(index_dir)
+        excluded |= {str(Path(p).resolve()) for p in remove}
+        if include_removed or remove:
+            storage.write_excluded(index_dir, excluded)
+        kept = [d for d in docs if not (d.path and str(Path(d.path).resolve()) in excluded)]
+        if not kept and docs:
+            raise NoDocuments([str(p) for p in (paths or [])])
+        report = BuildReport(index_dir=index_dir, warnings=warnings, documents=len(kept), excluded=len(docs) - len(kept))
+        docs = kept
         old_docs = (old_manifest or {}).get("documents", {})
         new_ids = {d.doc_id: d.sha256 for d in docs}
         report.added = sorted(set(new_ids) - set(old_docs))

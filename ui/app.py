@@ -12,7 +12,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from rag.errors import RagError  # noqa: E402
-from ui import render  # noqa: E402
+from ui import library, render  # noqa: E402
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
@@ -71,10 +71,44 @@ def example_questions(index, n: int = 4) -> list[str]:
     return out
 
 
-def build_app(index_dir: str | Path, embedder=None):
+def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | None = None):
     import gradio as gr
 
     holder = Holder(Path(index_dir), embedder)
+    lib = library.Library(Path(index_dir), Path(library_dir) if library_dir else Path(index_dir).parent / "library",
+                          holder.embedder)
+    headers = ["source", "title", "date", "KB", "passages"]
+
+    def table():
+        idx = holder.assistant.index
+        return ([[r.source, r.title, r.date, r.kb, r.passages] for r in library.rows(idx)],
+                gr.update(choices=[d.doc_id for d in idx.docs], value=None))
+
+    def upload(files, progress=gr.Progress()):
+        files = files or []
+        if not files:
+            raise gr.Error("Choose one or more .txt or .md files first.")
+        progress(0.1, desc="Checking and indexing…")
+        pairs = [(Path(f), Path(f).name) for f in (files if isinstance(files, list) else [files])]
+        try:
+            added, problems = lib.add(pairs)
+        except RagError as e:
+            raise gr.Error(str(e)) from None
+        if added:
+            holder.reload()
+        progress(1.0)
+        lines = [f"Added {', '.join(added)}." if added else "Nothing was added."] + problems
+        return (*table(), "\n\n".join(lines))
+
+    def remove(doc_id):
+        if not doc_id:
+            raise gr.Error("Choose a document to remove.")
+        try:
+            message = lib.remove(holder.assistant.index, doc_id)
+        except RagError as e:
+            raise gr.Error(str(e)) from None
+        holder.reload()
+        return (*table(), message)
 
     def respond(message: str, history: list[dict], k: float):
         message = (message or "").strip()
@@ -130,6 +164,20 @@ def build_app(index_dir: str | Path, embedder=None):
                 sources = gr.HTML(label="Sources", elem_id="rag-sources")
                 cite = gr.Radio(choices=[], label="Open the article of citation", elem_id="rag-cite")
                 article = gr.HTML(elem_id="rag-article")
+        with gr.Accordion("Library", open=False, elem_id="rag-library"):
+            rows0 = [[r.source, r.title, r.date, r.kb, r.passages] for r in library.rows(holder.assistant.index)]
+            docs = gr.Dataframe(value=rows0, headers=headers, interactive=False, wrap=True, label="Indexed documents")
+            with gr.Row():
+                files = gr.File(file_count="multiple", file_types=[".txt", ".md"], type="filepath",
+                                label="Add .txt or .md articles (10 MB each at most)")
+                with gr.Column():
+                    add_btn = gr.Button("Add to library", elem_id="rag-add")
+                    doomed = gr.Dropdown(choices=[d.doc_id for d in holder.assistant.index.docs], label="Document to remove")
+                    remove_btn = gr.Button("Remove document", variant="stop", elem_id="rag-remove")
+            status = gr.Markdown(elem_id="rag-library-status")
+        add_btn.click(upload, files, [docs, doomed, status], api_name="upload", concurrency_id="library", concurrency_limit=1)
+        remove_btn.click(remove, doomed, [docs, doomed, status], api_name="remove", concurrency_id="library",
+                         concurrency_limit=1)
         state = gr.State([])
         outputs = [chat, box, sources, details, cite, article, state]
         send.click(respond, [box, chat, k], outputs, api_visibility="private").then(None, js=scroll_js)
@@ -141,7 +189,7 @@ def build_app(index_dir: str | Path, embedder=None):
 
 
 def serve(host: str = "127.0.0.1", port: int = 7860, index_dir: str | Path | None = None, auth: str | None = None,
-          embedder=None) -> None:
+          embedder=None, library_dir: str | Path | None = None) -> None:
     """Serve the chat. Binding beyond loopback requires ``auth`` ("user:password").
 
     Raises:
@@ -153,7 +201,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, index_dir: str | Path | Non
     if not is_loopback(host) and credentials is None:
         raise RagError(f"Refusing to serve on {host} without authentication: add --auth user:password (or set RAG_AUTH), "
                        "or bind to 127.0.0.1")
-    demo = build_app(Path(index_dir) if index_dir else default_index_dir(), embedder)
+    demo = build_app(Path(index_dir) if index_dir else default_index_dir(), embedder, library_dir)
     print(f"Serving the chat on http://{host}:{port}", flush=True)
     demo.launch(server_name=host, server_port=port, auth=credentials, css=render.CSS, show_error=False,
-                footer_links=["api"], quiet=True)
+                footer_links=["api"], quiet=True, max_file_size=library.MAX_UPLOAD_BYTES)

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import socket
 import subprocess
@@ -63,30 +64,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory, seed_index):
+@contextlib.contextmanager
+def running_server(index_dir, workdir):
+    """`rag serve` in a subprocess on a free loopback port; yields its URL, stops it afterwards."""
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    log = workdir / "server.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), "--index-dir", str(seed_index)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), "--index-dir", str(index_dir)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=workdir)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError("server did not start: " + log.read_text()) from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
         try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError(log.read_text())
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise AssertionError("server did not start: " + log.read_text())
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, seed_index):
+    with running_server(seed_index, tmp_path_factory.mktemp("server")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +104,9 @@ def client(server):
     from gradio_client import Client
 
     return Client(server, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def launch():
+    """``running_server`` for tests that need a server of their own (with an index they change)."""
+    return running_server

@@ -28,3 +28,35 @@ def test_serve_refuses_a_public_bind_without_auth(tmp_path):
     out = subprocess.run([sys.executable, "-m", "rag.cli", "serve", "--host", "0.0.0.0", "--index-dir", str(tmp_path)],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 2 and out.stderr.startswith("rag: Refusing to serve on 0.0.0.0 without authentication")
+
+
+def test_upload_is_cited_and_removal_makes_it_disappear(tmp_path, seed_index, launch):
+    import shutil
+
+    from gradio_client import Client, handle_file
+
+    index = tmp_path / "index"
+    shutil.copytree(seed_index, index)  # this test changes its index; the shared one stays as it is
+    article = tmp_path / "wuhu robots.txt"
+    article.write_text("Wuhu robot makers\nJune 1, 2024\n\nThe Wuhu robot park hosts 200 robot makers, said manager "
+                       "Ada Lovelock. Efort Intelligent Equipment is the largest of them.\n", encoding="utf-8")
+    question = "How many robot makers does the Wuhu robot park host?"
+    with launch(index, tmp_path) as url:
+        c = Client(url, verbose=False)
+        table, _, status = c.predict([handle_file(str(article))], api_name="/upload")
+        assert status == "Added wuhu_robots.txt."
+        assert "wuhu_robots.txt" in [row[0] for row in table["data"]]
+        assert (tmp_path / "library" / "wuhu_robots.txt").is_file()  # kept beside the index, never elsewhere
+        d = c.predict(question, api_name="/ask")
+        assert d["citations"][0]["source"] == "wuhu_robots.txt" and "200 robot makers" in d["answer"]
+        _, _, status = c.predict("wuhu_robots.txt", api_name="/remove")
+        assert status == "Removed wuhu_robots.txt and deleted its copy in the library."
+        d = c.predict(question, api_name="/ask")
+        assert all(p["source"] != "wuhu_robots.txt" for p in d["passages"])
+        assert all(x["source"] != "wuhu_robots.txt" for x in d["citations"])
+        bad = tmp_path / "photo.png"
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+        with pytest.raises(Exception):
+            c.predict([handle_file(str(bad))], api_name="/upload")  # refused by type; the server stays up
+        assert c.predict(question, api_name="/ask")["passages"]
+    assert sorted(p.name for p in (tmp_path / "library").iterdir()) == []
