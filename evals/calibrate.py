@@ -74,13 +74,15 @@ def main(argv=None):
     p.add_argument("--index-dir", default=None)
     p.add_argument("--split", default="tune", help="use only questions of this split ('all' for every one)")
     p.add_argument("--grid", action="store_true", help="also compare answer-scoring weights")
+    p.add_argument("--also", nargs=2, metavar=("QUESTIONS", "INDEX_DIR"),
+                   help="a second question set and its index: pick the threshold maximising (2·ours + theirs)/3")
     args = p.parse_args(argv)
     qs = load_jsonl(args.questions)
     if args.split != "all":
         qs = [q for q in qs if q.split in (None, args.split)]
     base = Settings()
     assistant = Assistant.load(args.index_dir, settings=base)
-    fusions = [("rrf", 0.5)] + ([("score", w) for w in (0.3, 0.5, 0.7)] + [("dense", 0.5), ("bm25", 0.5)] if args.grid else [])
+    fusions = [(base.fusion, base.dense_weight)] + ([("score", w) for w in (0.3, 0.5, 0.7)] + [("dense", 0.5), ("bm25", 0.5)] if args.grid else [])
     results = []
     for fusion, dw in fusions:
         s0 = replace(base, fusion=fusion, dense_weight=dw)
@@ -94,6 +96,17 @@ def main(argv=None):
         for s in grid:
             t, acc, _ = sweep(outcomes(assistant, cached, s))
             results.append((acc, t, s, hit5))
+    if args.also:
+        other_qs = load_jsonl(args.also[0])
+        other = Assistant.load(args.also[1], settings=base)
+        assistant = Assistant.load(args.index_dir, settings=base)  # the loop above swapped its retriever
+        ours = outcomes(assistant, collect(assistant, qs, base.top_k), base)
+        theirs = outcomes(other, collect(other, other_qs, base.top_k), base)
+        _, _, t_ours = sweep(ours)
+        _, _, t_theirs = sweep(theirs)
+        combined = [(t, (2 * a + b) / 3, a, b) for (t, a), (_, b) in zip(t_ours, t_theirs)]
+        t, mixed, a, b = max(combined, key=lambda x: x[1])
+        print(json.dumps({"threshold": t, "weighted_accuracy": round(mixed, 4), "ours": round(a, 4), "theirs": round(b, 4)}))
     results.sort(key=lambda x: -x[0])
     for acc, t, s, hit5 in results[:15]:
         print(json.dumps({"accuracy": round(acc, 4), "threshold": t, "fusion": s.fusion, "dense_weight": s.dense_weight,

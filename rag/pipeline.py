@@ -5,6 +5,7 @@ Asking: embed the query -> hybrid retrieve -> extractive answer.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,7 +239,9 @@ _FOLLOW_UP = ("and ", "what about ", "how about ", "also ", "then ", "so ")
 
 def contextualize(question: str, history: Sequence[str]) -> str:
     """The query to search: the question itself, or for an elliptical follow-up ("And Wuhu?", "Who
-    runs it?") the question plus the previous question, so its subject carries over."""
+    runs it?") the question plus the previous question, so its subject carries over. When the
+    follow-up names something new ("And Wuhu?"), the names of the previous question are dropped:
+    the new name replaces them instead of competing with them."""
     if not history:
         return question
     previous = history[-1]
@@ -248,4 +251,19 @@ def contextualize(question: str, history: Sequence[str]) -> str:
         f" {p} " in f" {lower.rstrip('?.! ')} " for p in ("it", "its", "they", "them", "their", "he", "she", "his", "her", "there", "that"))
     if not elliptical:
         return question
+    if _names(question):
+        previous = " ".join(w for w in previous.split() if not _is_name(w, previous))
     return f"{question} {previous}"
+
+
+_NAME_WORD = re.compile(r"^[A-Z][a-z][\w'’-]*$")  # Wuhu, Ma'anshan; not R&D or USTC
+
+
+def _is_name(word: str, sentence: str) -> bool:
+    """A capitalised word that is not the sentence's first word (which is capitalised anyway)."""
+    core = word.strip("?.!,;:\"'“”‘’()")
+    return bool(_NAME_WORD.match(core)) and not sentence.lstrip().startswith(word)
+
+
+def _names(question: str) -> list[str]:
+    return [w for w in question.split() if _is_name(w, question)]

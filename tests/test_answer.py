@@ -89,7 +89,8 @@ def test_threshold_controls_abstention(tmp_path):
 
 
 def test_follow_up_carries_the_subject():
-    assert contextualize("And Wuhu?", ["What is Hefei's R&D intensity?"]) == "And Wuhu? What is Hefei's R&D intensity?"
+    # a new name replaces the previous question's names ("Hefei's"); acronyms such as R&D are kept
+    assert contextualize("And Wuhu?", ["What is Hefei's R&D intensity?"]) == "And Wuhu? What is R&D intensity?"
     assert contextualize("Who runs it?", ["What is USTC Silicon Valley?"]) == "Who runs it? What is USTC Silicon Valley?"
     assert contextualize("Where is iFlytek based?", ["What is SparkDesk?"]) == "Where is iFlytek based?"
     assert contextualize("And Wuhu?", []) == "And Wuhu?"
