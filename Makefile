@@ -31,6 +31,9 @@ run: index
 eval: index
 	$(BIN)/rag eval evals/questions.jsonl --index-dir $(INDEX_DIR) --report .rag/eval --predictions .rag/eval/predictions.jsonl
 
+bench: install
+	$(BIN)/rag bench --out .rag/bench
+
 test: install
 	$(BIN)/python -m pytest
 

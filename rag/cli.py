@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--auth", default=None, help="user:password (or RAG_AUTH); required off loopback")
     p.add_argument("-l", "--library", default=None, help="where uploaded articles are kept (default: beside the index)")
 
+    p = sub.add_parser("bench", help="speed and scale benchmarks (bench.json, bench.md)",
+                       description="Benchmark. Example: rag bench --quick --out .rag/bench")
+    p.add_argument("-q", "--quick", action="store_true", help="small sizes only (a smoke run)")
+    p.add_argument("-o", "--out", default=".rag/bench", help="where bench.json and bench.md go")
+    p.add_argument("-s", "--sizes", default=None, help="comma-separated synthetic corpus sizes (default 10000,100000,1000000)")
+
     p = sub.add_parser("docs", help="list the indexed documents", description="List indexed documents. Example: rag docs")
     _index_dir_arg(p)
     p.add_argument("-j", "--json", action="store_true", help="one JSON object per line")
@@ -66,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"index": cmd_index, "ask": cmd_ask, "docs": cmd_docs, "eval": cmd_eval, "serve": cmd_serve}[args.command](args)
+        return {"index": cmd_index, "ask": cmd_ask, "docs": cmd_docs, "eval": cmd_eval, "serve": cmd_serve, "bench": cmd_bench}[args.command](args)
     except RagError as e:
         print(f"rag: {e}", file=sys.stderr)
         return 2
@@ -172,6 +178,21 @@ def cmd_serve(args) -> int:
     from ui.app import serve
 
     serve(args.host, args.port, args.index_dir, args.auth, library_dir=args.library)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from pathlib import Path
+
+    from evals import bench
+
+    try:
+        sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else None
+    except ValueError:
+        raise RagError(f"--sizes must be numbers separated by commas (got {args.sizes!r})") from None
+    results = bench.run(Path(args.out), quick=args.quick, sizes=sizes)
+    print(bench.markdown(results))
+    print(f"Written to {args.out}/bench.json and bench.md")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import warnings
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -95,3 +96,127 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+ONNX_NAME = "all-MiniLM-L6-v2.onnx"
+MAX_TOKENS = 256  # the model's max_seq_length: longer text is cut, as sentence-transformers does
+
+
+def export_onnx(target: str | os.PathLike) -> None:
+    """Export the packaged model's transformer to ONNX (fp32) at ``target``, atomically.
+
+    Pooling and normalisation stay in numpy (OnnxEmbedder), so the graph is the plain BERT encoder.
+    """
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(model_path())  # a local folder: nothing is downloaded
+    model.eval()
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+
+    dummy = torch.ones((2, 8), dtype=torch.int64)
+    tmp = f"{target}.tmp-{os.getpid()}"
+    # The tracer warns that two shape checks become constants; both hold for every input this
+    # embedder feeds (the mask always matches the ids), which the parity test checks.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Encoder(model), (dummy, dummy, torch.zeros_like(dummy)), tmp, dynamo=False,
+                          input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["hidden"],
+                          dynamic_axes={n: {0: "batch", 1: "tokens"} for n in ("input_ids", "attention_mask", "token_type_ids", "hidden")},
+                          opset_version=17)
+    os.replace(tmp, target)
+
+
+class OnnxEmbedder:
+    """all-MiniLM-L6-v2 run by onnxruntime: the same vectors as SentenceTransformerEmbedder (cosine
+    > 0.9999, checked by the integration tests) without importing torch or sentence-transformers,
+    so a one-shot `rag ask` starts in about a second."""
+
+    model_id = MODEL_ID
+    dim = 384
+
+    def __init__(self, onnx_path: str | os.PathLike, batch_size: int = 32, threads: int | None = None):
+        self.onnx_path = str(onnx_path)
+        self.batch_size = batch_size
+        self.threads = threads
+        self._session = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def warm_up(self):
+        with self._lock:
+            if self._session is None:
+                import onnxruntime as ort
+                from tokenizers import Tokenizer
+
+                tokenizer = Tokenizer.from_file(os.path.join(model_path(), "tokenizer.json"))
+                tokenizer.enable_truncation(MAX_TOKENS)
+                tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+                options = ort.SessionOptions()
+                if self.threads:
+                    options.intra_op_num_threads = self.threads
+                self._session = ort.InferenceSession(self.onnx_path, options, providers=["CPUExecutionProvider"])
+                self._tokenizer = tokenizer
+        return self._session
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        session = self.warm_up()
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        hidden = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return normalize_rows(pooled)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # Sorting by length keeps padding small inside each batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for lo in range(0, len(order), self.batch_size):
+            batch = order[lo:lo + self.batch_size]
+            out[batch] = self._encode([texts[i] for i in batch])
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([text])[0]
+
+
+def default_embedder(index_dir: str | os.PathLike | None = None):
+    """The fastest available embedder of the packaged model: ONNX when the index directory holds the
+    exported model (written by `rag index`), else sentence-transformers."""
+    if index_dir is not None:
+        path = os.path.join(index_dir, "models", ONNX_NAME)
+        if os.path.isfile(path):
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                pass
+            else:
+                return OnnxEmbedder(path)
+    return SentenceTransformerEmbedder()
+
+
+def ensure_onnx(index_dir: str | os.PathLike) -> str | None:
+    """Export the model into ``index_dir/models/`` if it is not there yet; None when export fails
+    (then queries use sentence-transformers, which is slower to start but equivalent)."""
+    path = os.path.join(index_dir, "models", ONNX_NAME)
+    if os.path.isfile(path):
+        return path
+    try:
+        import onnxruntime  # noqa: F401
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        export_onnx(path)
+        return path
+    except Exception:  # never fail an index build over an optional speed-up
+        return None

@@ -17,7 +17,7 @@ from rag import chunk as chunking
 from rag import index as storage
 from rag.answer import ExtractiveAnswerer
 from rag.config import ChunkSettings, Settings, default_index_dir
-from rag.embed import Embedder, SentenceTransformerEmbedder
+from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, ensure_onnx
 from rag.errors import EmbedderMismatch, EmptyQuestion, NoDocuments
 from rag.ingest import ingest
 from rag.retrieve import HybridRetriever
@@ -58,7 +58,8 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
     """
     t0 = time.perf_counter()
     index_dir = Path(index_dir) if index_dir else default_index_dir()
-    embedder = embedder or SentenceTransformerEmbedder()
+    real = embedder is None
+    embedder = embedder or default_embedder(index_dir)
     with storage.BuildLock(index_dir, timeout=lock_timeout):
         old_manifest = _manifest_or_none(index_dir)
         if documents is None:
@@ -89,6 +90,8 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
                 and old_manifest.get("sources") == sources:
             report.up_to_date = True
             report.chunks = old_manifest["counts"]["chunks"]
+            if real:
+                ensure_onnx(index_dir)
             report.seconds = time.perf_counter() - t0
             return report
 
@@ -97,6 +100,8 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         data = storage.IndexData(**{**data.__dict__, "sources": sources})
         storage.write(index_dir, data)
         report.chunks = len(data.chunks)
+        if real:
+            ensure_onnx(index_dir)  # queries then start without torch (see OnnxEmbedder)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -193,7 +198,7 @@ class Assistant:
         if embedder is None:
             if index.model_id != SentenceTransformerEmbedder.model_id:
                 raise EmbedderMismatch(str(index_dir), index.model_id, SentenceTransformerEmbedder.model_id)
-            embedder = SentenceTransformerEmbedder()
+            embedder = default_embedder(index_dir)
         return cls(index, embedder, settings or Settings())
 
     def ask(self, question: str, history: Sequence[str] | None = None, k: int | None = None) -> Answer:

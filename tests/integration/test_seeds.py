@@ -90,3 +90,27 @@ def test_cli_index_then_ask_json(tmp_path, no_network):
     assert human.stdout.splitlines()[-1].startswith('[1] 000_27760e3598894cce.txt — "')
     docs = rag("docs", "--index-dir", str(idx), "--json", cwd=tmp_path)
     assert [json.loads(l)["source"] for l in docs.stdout.splitlines()] == sorted(p.name for p in SEEDS.glob("*.txt"))
+
+
+def test_onnx_embedder_matches_sentence_transformers(real_embedder, tmp_path):
+    from rag.embed import OnnxEmbedder, ensure_onnx
+    from rag.ingest import ingest
+
+    path = ensure_onnx(tmp_path)
+    assert path and Path(path).stat().st_size > 50_000_000
+    onnx = OnnxEmbedder(path)
+    texts = [d.text[b.start:b.end] for d in ingest([SEEDS]).documents for b in d.blocks][:60] + ["x " * 600, "Hefei"]
+    cos = (onnx.embed_documents(texts) * real_embedder.embed_documents(texts)).sum(axis=1)
+    assert cos.min() > 0.9999
+    assert float(onnx.embed_query(texts[3]) @ real_embedder.embed_query(texts[3])) > 0.9999
+
+
+def test_index_exports_onnx_and_queries_use_it(tmp_path, no_network):
+    from rag.embed import OnnxEmbedder
+    from rag.pipeline import Assistant, build
+
+    build([SEEDS], tmp_path / "idx")
+    assert (tmp_path / "idx" / "models" / "all-MiniLM-L6-v2.onnx").is_file()
+    a = Assistant.load(tmp_path / "idx")
+    assert isinstance(a.embedder, OnnxEmbedder)
+    assert a.ask("Where is iFlytek based?").citations[0].doc_id == "000_27760e3598894cce.txt"

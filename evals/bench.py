@@ -1,0 +1,387 @@
+"""Speed and scale benchmarks (`rag bench`). Not tests: nothing here asserts a time.
+
+Every goal is a ratio measured in the same run (absolute times drift on shared machines), each figure
+a median over repeated runs after a warm-up. Writes bench.json and bench.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = ROOT / "seeds"
+QUESTIONS = ROOT / "evals" / "questions.jsonl"
+GOALS = {"query_p50_over_encode": 1.3, "build_over_encode": 1.2, "help_s": 0.3, "ask_s": 3.0, "serve_s": 6.0,
+         "scale_1m_p95_ms": 20.0, "scale_1m_ram_gb": 2.0, "scale_recall10": 0.95}
+
+
+def machine() -> dict:
+    import faiss
+    import torch
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "faiss_threads": faiss.omp_get_max_threads(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def _median_ms(xs: list[float]) -> float:
+    return statistics.median(xs) * 1e3
+
+
+def _p95_ms(xs: list[float]) -> float:
+    return float(np.percentile(xs, 95)) * 1e3
+
+
+# ------------------------------------------------------------------------------------------ 1. latency
+
+def bench_latency(index_dir: Path, repeats: int = 3, limit: int | None = None) -> dict:
+    """Assistant.ask against the floor: encoding the same question once, in the same process."""
+    from evals.formats import load_jsonl
+    from rag.pipeline import Assistant
+
+    assistant = Assistant.load(index_dir)
+    questions = [q.question for q in load_jsonl(QUESTIONS)][:limit]
+    for q in questions[:5]:  # warm-up: model, BM25 caches, allocator
+        assistant.ask(q)
+        assistant.embedder.embed_query(q)
+    encode, ask = [], []
+    for r in range(repeats):
+        for q in questions:
+            fresh = f"{q}{' ' * (r + 1)}"  # a new string each round, so the query-vector cache never answers
+            t = time.perf_counter()
+            assistant.embedder.embed_query(fresh)
+            encode.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            assistant.ask(fresh + ".")
+            ask.append(time.perf_counter() - t)
+    floor = _median_ms(encode)
+    return {"questions": len(questions), "repeats": repeats, "encode_p50_ms": floor, "ask_p50_ms": _median_ms(ask),
+            "ask_p95_ms": _p95_ms(ask), "query_p50_over_encode": _median_ms(ask) / floor,
+            "query_p95_over_encode": _p95_ms(ask) / floor}
+
+
+# ------------------------------------------------------------------------------------------ 2. build
+
+def bench_build(copies: int = 4) -> dict:
+    """Indexing a corpus (the seeds, ``copies`` times under other names) against encoding every text
+    it embeds — passages and, for answering, every sentence — in one call, with the same warm model."""
+    from rag import chunk as chunking
+    from rag.config import ChunkSettings
+    from rag.embed import SentenceTransformerEmbedder
+    from rag.ingest import ingest
+    from rag.pipeline import build
+
+    embedder = SentenceTransformerEmbedder()
+    embedder.embed_documents(["warm up the model"] * 8)
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus"
+        corpus.mkdir()
+        for c in range(copies):
+            for p in sorted(SEEDS.glob("*.txt")):
+                (corpus / f"copy{c}-{p.name}").write_bytes(p.read_bytes() + f"\n\nCopy {c}.\n".encode())
+        cs = ChunkSettings()
+        passages, sentences = [], []
+        for doc in ingest([corpus]).documents:
+            parts = chunking.split(doc, cs)
+            passages += [chunking.passage_text(chunking.passage_context(doc, c.section), c.text, cs) for c in parts.chunks]
+            sentences += [doc.text[s.start:s.end] for s in parts.sentences]
+        t = time.perf_counter()
+        embedder.embed_documents(passages)
+        passages_s = time.perf_counter() - t
+        t = time.perf_counter()
+        embedder.embed_documents(passages + sentences)
+        encode_s = time.perf_counter() - t
+        t = time.perf_counter()
+        report = build([corpus], Path(tmp) / "idx", embedder=embedder)
+        build_s = time.perf_counter() - t
+    return {"documents": report.documents, "passages": len(passages), "sentences": len(sentences),
+            "encode_passages_s": passages_s, "encode_all_s": encode_s, "build_s": build_s,
+            "build_over_encode": build_s / encode_s, "build_over_passage_encode": build_s / passages_s,
+            "note": "sentence embeddings are computed at index time for answering and counted in the encode baseline"}
+
+
+# ------------------------------------------------------------------------------------------ 3. start-up
+
+def _rag(*args: str, env: dict | None = None) -> float:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, check=True,
+                   env={**os.environ, **(env or {})}, timeout=300)
+    return time.perf_counter() - t
+
+
+def bench_startup(index_dir: Path, runs: int = 3) -> dict:
+    helps = [_rag("--help") for _ in range(runs)]
+    asks = [_rag("ask", "Where is iFlytek based?", "--index-dir", str(index_dir)) for _ in range(max(1, runs - 1))]
+    return {"help_s": statistics.median(helps), "ask_s": statistics.median(asks), "serve_s": _serve_ready(index_dir)}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(index_dir: Path) -> tuple[subprocess.Popen, str, float]:
+    """(process, url, seconds until the ask API answered)."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), "--index-dir", str(index_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    body = json.dumps({"data": ["Where is iFlytek based?"]}).encode()
+    while True:
+        try:
+            req = urllib.request.Request(url + "gradio_api/call/ask", data=body, headers={"Content-Type": "application/json"})
+            event = json.loads(urllib.request.urlopen(req, timeout=5).read())["event_id"]
+            urllib.request.urlopen(f"{url}gradio_api/call/ask/{event}", timeout=30).read()
+            return proc, url, time.perf_counter() - t
+        except OSError:
+            if proc.poll() is not None or time.perf_counter() - t > 120:
+                proc.kill()
+                raise RuntimeError("the server did not start") from None
+            time.sleep(0.05)
+
+
+def _serve_ready(index_dir: Path) -> float:
+    proc, _, seconds = _start_server(index_dir)
+    proc.terminate()
+    proc.wait(timeout=20)
+    return seconds
+
+
+# ------------------------------------------------------------------------------------------ 5. load
+
+def bench_throughput(index_dir: Path, levels=(1, 4, 16), per_level: int = 48) -> dict:
+    """Questions per second answered by a running server with 1, 4 and 16 concurrent callers."""
+    from gradio_client import Client
+
+    from evals.formats import load_jsonl
+
+    questions = [q.question for q in load_jsonl(QUESTIONS)]
+    proc, url, _ = _start_server(index_dir)
+    out = {}
+    try:
+        for level in levels:
+            clients = [Client(url, verbose=False) for _ in range(level)]
+            errors, latencies = [], []
+            jobs = [questions[i % len(questions)] for i in range(per_level)]
+            lock = threading.Lock()
+
+            def worker(client):
+                while True:
+                    with lock:
+                        if not jobs:
+                            return
+                        q = jobs.pop()
+                    t = time.perf_counter()
+                    try:
+                        client.predict(q, api_name="/ask")
+                        latencies.append(time.perf_counter() - t)
+                    except Exception as e:  # counted, reported
+                        errors.append(str(e))
+
+            t = time.perf_counter()
+            threads = [threading.Thread(target=worker, args=(c,)) for c in clients]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            wall = time.perf_counter() - t
+            out[str(level)] = {"questions": per_level, "qps": per_level / wall, "p50_ms": _median_ms(latencies),
+                               "p95_ms": _p95_ms(latencies), "errors": len(errors)}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ 4. scale
+
+def bench_scale(sizes: list[int]) -> list[dict]:
+    """Synthetic corpora; each size is built and then queried in fresh processes, so resident memory
+    is that of a process serving the index, not of the one that generated it."""
+    results = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            built = _child("scale-build", str(n), tmp)
+            queried = _child("scale-query", str(n), tmp)
+            results.append({"passages": n, **built, **queried})
+    return results
+
+
+def _child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "evals.bench", *args], capture_output=True, text=True, timeout=3600,
+                         env={**os.environ, "OMP_NUM_THREADS": str(os.cpu_count() or 1)})
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+DIM, CLUSTERS, VOCAB, TERMS = 384, 2048, 30_000, 24
+
+
+def _vectors(n: int, seed: int) -> np.ndarray:
+    """Unit vectors around 2,048 random topics (real embeddings cluster by topic; uniform random
+    vectors in 384 dimensions have no near neighbours to find)."""
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(0).standard_normal((CLUSTERS, DIM)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    out = np.empty((n, DIM), dtype=np.float32)
+    for lo in range(0, n, 100_000):
+        hi = min(n, lo + 100_000)
+        x = centers[rng.integers(0, CLUSTERS, hi - lo)] + 0.06 * rng.standard_normal((hi - lo, DIM)).astype(np.float32)
+        out[lo:hi] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def _scale_build(n: int, where: Path) -> dict:
+    import bm25s
+    import faiss
+
+    from rag.index import make_vector_index
+
+    t0 = time.perf_counter()
+    vecs = _vectors(n, seed=1)
+    rng = np.random.default_rng(2)
+    # Zipf-distributed term ids stand in for generated text on the BM25 side.
+    ids = (rng.zipf(1.2, size=(n, TERMS)) % VOCAB).astype(np.int32)
+    gen_s = time.perf_counter() - t0
+    t = time.perf_counter()
+    index, kind = make_vector_index(vecs, DIM)
+    faiss_s = time.perf_counter() - t
+    faiss.write_index(index, str(where / "dense.faiss"))
+    t = time.perf_counter()
+    bm25 = bm25s.BM25()
+    vocab = {f"w{i}": i for i in range(VOCAB)}
+    bm25.index(bm25s.tokenization.Tokenized(ids=ids.tolist(), vocab=vocab), show_progress=False)
+    bm25_s = time.perf_counter() - t
+    bm25.save(str(where / "bm25"), allow_pickle=False, show_progress=False)
+    queries = _vectors(200, seed=3)
+    exact = faiss.IndexFlatIP(DIM)
+    exact.add(vecs)
+    _, truth = exact.search(queries, 10)
+    np.save(where / "truth.npy", truth, allow_pickle=False)
+    size = sum(p.stat().st_size for p in where.rglob("*") if p.is_file() and p.name != "truth.npy")
+    return {"faiss_index": kind, "generate_s": gen_s, "build_faiss_s": faiss_s, "build_bm25_s": bm25_s,
+            "build_s": faiss_s + bm25_s, "disk_mb": size / 2**20,
+            "vectors": "synthetic unit vectors around 2,048 random topics; BM25 over Zipf-distributed term ids"}
+
+
+def _scale_query(n: int, where: Path) -> dict:
+    import bm25s
+    import faiss
+
+    from rag.config import Settings
+    from rag.index import NPROBE
+    from rag.retrieve import fuse
+
+    faiss.omp_set_num_threads(1)
+    index = faiss.read_index(str(where / "dense.faiss"))
+    if hasattr(index, "nprobe"):
+        index.nprobe = NPROBE
+    bm25 = bm25s.BM25.load(str(where / "bm25"), mmap=True, allow_pickle=False, show_progress=False)
+    truth = np.load(where / "truth.npy")
+    queries = _vectors(200, seed=3)
+    rng = np.random.default_rng(4)
+    settings = Settings()
+    latencies, recalls = [], []
+    for i, q in enumerate(queries):
+        terms = [f"w{t}" for t in rng.integers(5, 3000, 3)]
+        t = time.perf_counter()
+        scores, rows = index.search(q[None], settings.candidates)
+        dense = [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+        ids = [bm25.vocab_dict[w] for w in terms if w in bm25.vocab_dict]
+        sparse_scores = bm25.get_scores(ids)
+        top = np.argpartition(-sparse_scores, settings.candidates)[: settings.candidates]
+        sparse = sorted(((int(r), float(sparse_scores[r])) for r in top if sparse_scores[r] > 0), key=lambda x: -x[1])
+        fuse(dense, sparse, settings)
+        latencies.append(time.perf_counter() - t)
+        recalls.append(len(set(rows[0][:10].tolist()) & set(truth[i].tolist())) / 10)
+    rss = hwm = 0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) * 1024
+    return {"retrieve_p50_ms": _median_ms(latencies[20:]), "retrieve_p95_ms": _p95_ms(latencies[20:]),
+            "recall_at_10": float(np.mean(recalls)), "rss_gb": rss / 2**30, "peak_rss_gb": hwm / 2**30,
+            "note": "retrieval excludes the query encode; FAISS and BM25 single-threaded"}
+
+
+# ------------------------------------------------------------------------------------------ report
+
+def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None) -> dict:
+    from rag.pipeline import build
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sizes = sizes or ([10_000] if quick else [10_000, 100_000, 1_000_000])
+    results: dict = {"machine": machine(), "quick": quick, "goals": GOALS}
+    with tempfile.TemporaryDirectory() as tmp:
+        index_dir = Path(tmp) / "index"
+        build([SEEDS], index_dir)
+        steps = [("latency", lambda: bench_latency(index_dir, repeats=1 if quick else 3, limit=20 if quick else None)),
+                 ("build", lambda: bench_build(copies=1 if quick else 4)),
+                 ("startup", lambda: bench_startup(index_dir, runs=1 if quick else 3)),
+                 ("throughput", lambda: bench_throughput(index_dir, per_level=8 if quick else 48,
+                                                         levels=(1, 4) if quick else (1, 4, 16))),
+                 ("scale", lambda: bench_scale(sizes))]
+        for name, step in steps:
+            print(f"bench: {name}…", file=sys.stderr, flush=True)
+            results[name] = step()
+    (out_dir / "bench.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    (out_dir / "bench.md").write_text(markdown(results), encoding="utf-8")
+    return results
+
+
+def markdown(r: dict) -> str:
+    m, lat, b, s = r["machine"], r["latency"], r["build"], r["startup"]
+    ok = lambda good: "met" if good else "**not met**"  # noqa: E731
+    lines = [f"# Benchmarks", "", f"Machine: {m['cpu']}, {m['cores']} cores; torch threads {m['torch_threads']}, "
+             f"FAISS threads {m['faiss_threads']}; Python {m['python']}.", "",
+             "| goal | measured | target | |", "|---|---|---|---|",
+             f"| query p50 / encode p50 | {lat['query_p50_over_encode']:.2f}× ({lat['ask_p50_ms']:.1f} / {lat['encode_p50_ms']:.1f} ms; "
+             f"p95 {lat['ask_p95_ms']:.1f} ms) | ≤ 1.3× | {ok(lat['query_p50_over_encode'] <= 1.3)} |",
+             f"| index build / raw encode | {b['build_over_encode']:.2f}× ({b['build_s']:.1f} / {b['encode_all_s']:.1f} s, "
+             f"{b['passages']} passages + {b['sentences']} sentences) | ≤ 1.2× | {ok(b['build_over_encode'] <= 1.2)} |",
+             f"| `rag --help` | {s['help_s']:.2f} s | < 0.3 s | {ok(s['help_s'] < 0.3)} |",
+             f"| one-shot `rag ask` | {s['ask_s']:.2f} s | < 3 s | {ok(s['ask_s'] < 3)} |",
+             f"| `rag serve` until it answers | {s['serve_s']:.2f} s | < 6 s | {ok(s['serve_s'] < 6)} |"]
+    lines += ["", "## Scale (synthetic)", "", "| passages | FAISS index | build s | disk MB | RSS GB | retrieve p50 / p95 ms | recall@10 |",
+              "|---|---|---|---|---|---|---|"]
+    for row in r["scale"]:
+        lines.append(f"| {row['passages']:,} | {row['faiss_index']} | {row['build_s']:.1f} | {row['disk_mb']:.0f} | "
+                     f"{row['rss_gb']:.2f} | {row['retrieve_p50_ms']:.2f} / {row['retrieve_p95_ms']:.2f} | {row['recall_at_10']:.3f} |")
+    lines += ["", "Vectors are synthetic unit vectors around 2,048 random topics and BM25 runs over Zipf-distributed "
+              "term ids; retrieval excludes the query encode.", "", "## Throughput (server, `ask` API)", "",
+              "| concurrent callers | questions/s | p50 ms | p95 ms | errors |", "|---|---|---|---|---|"]
+    for level, row in r["throughput"].items():
+        lines.append(f"| {level} | {row['qps']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['errors']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # the child processes of bench_scale
+    command, n, where = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+    fn = {"scale-build": _scale_build, "scale-query": _scale_query}[command]
+    print(json.dumps(fn(n, where)))
