@@ -114,6 +114,8 @@ def cmd_ask(args) -> int:
     clean_question(args.question)  # reject an empty question before loading anything heavy
     assistant = Assistant.load(args.index_dir, settings=Settings())
     answer = assistant.ask(args.question, k=args.top_k)
+    if answer.notice:
+        print(f"note: {answer.notice}", file=sys.stderr)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False))
         return 0

@@ -10,7 +10,7 @@ class RagError(ValueError):
 
 class EmptyQuestion(RagError):
     def __init__(self) -> None:
-        super().__init__("The question is empty: type a question, e.g. rag ask \"Where is iFlytek based?\"")
+        super().__init__("The question has no words in it: type a question, e.g. rag ask \"Where is iFlytek based?\"")
 
 
 class IndexNotFound(RagError):

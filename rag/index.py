@@ -207,10 +207,20 @@ def write(index_dir: Path, data: IndexData) -> Path:
     _fsync_dir(index_dir)
     _test_pause("after-rename")
 
-    for old in index_dir.iterdir():
-        if old.name.startswith("gen-") and old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
+    collect_garbage(index_dir)
     return final
+
+
+def collect_garbage(index_dir: Path) -> None:
+    """Remove every generation but the live one: leftovers of builds that were killed. The caller
+    holds the BuildLock. (A reader still using an old generation keeps its open and mapped files.)"""
+    try:
+        live = current_generation(index_dir).name
+    except (IndexNotFound, IndexCorrupt):
+        return
+    for old in Path(index_dir).iterdir():
+        if old.name.startswith("gen-") and old.name != live:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 EXACT_UP_TO = 200_000  # passages; above this an approximate index keeps search fast and memory small

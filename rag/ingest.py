@@ -16,7 +16,7 @@ from rag.errors import NoDocuments, PathNotFound
 from rag.types import BODY, BOILERPLATE, DATE, HEADING, TITLE, Block, Document
 
 SUFFIXES = (".txt", ".md", ".markdown")
-MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_FILE_BYTES = 20 * 1024 * 1024  # ~3 million words: far beyond an article; split larger files
 
 _MONTHS = {m: i + 1 for i, m in enumerate(
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}
@@ -116,7 +116,7 @@ def read_document(path: Path, doc_id: str) -> tuple[Document, list[str]]:
     """
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise OSError(f"larger than {MAX_FILE_BYTES // 2**20} MB")
+        raise OSError(f"larger than {MAX_FILE_BYTES // 2**20} MB; split it into smaller files")
     data = path.read_bytes()
     text, encoding = decode(data)
     warnings = []
@@ -134,16 +134,27 @@ def ingest(paths: list[str | Path]) -> IngestReport:
     """
     files, warnings = discover(paths)
     report = IngestReport(warnings=warnings)
+    seen: dict[str, str] = {}  # sha256 -> doc_id: the same text under two names would be cited twice
     for doc_id, path in files:
         try:
             doc, warns = read_document(path, doc_id)
         except (OSError, UnicodeError) as e:
-            report.warnings.append(f"{path}: skipped, {e.strerror if isinstance(e, OSError) and e.strerror else e}")
+            if isinstance(e, FileNotFoundError):
+                reason = "it disappeared while indexing"
+            elif isinstance(e, OSError) and e.strerror:
+                reason = e.strerror
+            else:
+                reason = str(e)
+            report.warnings.append(f"{path}: skipped, {reason}")
             continue
         report.warnings.extend(warns)
         if not any(b.kind == BODY for b in doc.blocks):
             report.warnings.append(f"{path}: skipped, no article text in it")
             continue
+        if doc.sha256 in seen:
+            report.warnings.append(f"{path}: skipped, same text as {seen[doc.sha256]}")
+            continue
+        seen[doc.sha256] = doc_id
         report.documents.append(doc)
     if not report.documents:
         raise NoDocuments([str(p) for p in paths])

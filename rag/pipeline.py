@@ -61,6 +61,7 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
     real = embedder is None
     embedder = embedder or default_embedder(index_dir)
     with storage.BuildLock(index_dir, timeout=lock_timeout):
+        storage.collect_garbage(index_dir)
         old_manifest = _manifest_or_none(index_dir)
         if documents is None:
             if not paths:
@@ -165,7 +166,7 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
 class Assistant:
     """Answers questions from one index. Cheap to ask concurrently: it holds no per-question state."""
 
-    def __init__(self, index: storage.Index, embedder: Embedder, settings: Settings = Settings()):
+    def __init__(self, index: storage.Index, embedder: Embedder, settings: Settings = Settings(), query_cache: int = 256):
         if index.model_id != embedder.model_id:
             raise EmbedderMismatch(str(index.directory.parent), index.model_id, embedder.model_id)
         self.index = index
@@ -174,15 +175,17 @@ class Assistant:
         self.retriever = HybridRetriever(index, embedder, settings)
         self.answerer = ExtractiveAnswerer(index, embedder, settings)
         self._vectors: dict[str, np.ndarray] = {}
+        self._cache_size = query_cache
 
     def embed_query(self, query: str) -> np.ndarray:
-        """The query's vector, remembered for the last 256 queries (repeated and re-ranked questions)."""
+        """The query's vector, remembered for the last ``query_cache`` queries (repeats, re-ranking)."""
         vector = self._vectors.get(query)
         if vector is None:
             vector = self.embedder.embed_query(query)
-            if len(self._vectors) >= 256:
-                self._vectors.pop(next(iter(self._vectors)))
-            self._vectors[query] = vector
+            if self._cache_size:
+                if len(self._vectors) >= self._cache_size:
+                    self._vectors.pop(next(iter(self._vectors)))
+                self._vectors[query] = vector
         return vector
 
     @classmethod
@@ -208,8 +211,12 @@ class Assistant:
             EmptyQuestion: the question has no words.
         """
         t0 = time.perf_counter()
+        original = question
         question = clean_question(question)
-        query = contextualize(question, history or [])
+        notice = ""
+        if isinstance(original, str) and len(" ".join(original.split())) > MAX_QUESTION_CHARS:
+            notice = f"Only the first {MAX_QUESTION_CHARS:,} characters of the question were used."
+        query = contextualize(question, [clean_question(h) for h in history or [] if _has_words(h)])
         k = k or self.settings.top_k
         t1 = time.perf_counter()
         qvec = self.embed_query(query)
@@ -221,7 +228,7 @@ class Assistant:
         timings = {"embed": (t2 - t1) * 1e3, "retrieve": (t3 - t2) * 1e3, "answer": (t4 - t3) * 1e3,
                    "total": (t4 - t0) * 1e3}
         return Answer(question=question, text=answer.text, abstained=answer.abstained, citations=answer.citations,
-                      hits=answer.hits, timings_ms=timings, searched=query, confidence=answer.confidence)
+                      hits=answer.hits, timings_ms=timings, searched=query, confidence=answer.confidence, notice=notice)
 
 
 def clean_question(question: str) -> str:
@@ -237,6 +244,10 @@ def clean_question(question: str) -> str:
     if not any(ch.isalnum() for ch in text):
         raise EmptyQuestion()
     return text
+
+
+def _has_words(text) -> bool:
+    return isinstance(text, str) and any(ch.isalnum() for ch in text)
 
 
 _FOLLOW_UP = ("and ", "what about ", "how about ", "also ", "then ", "so ")

@@ -84,6 +84,7 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     searched: str = ""  # the query actually searched (differs from the question for follow-ups)
     confidence: float = 0.0  # score of the best sentence, on the scale of the abstention threshold
+    notice: str = ""  # something the user should know about how the question was read (e.g. it was cut)
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON schema (`rag ask --json`)."""

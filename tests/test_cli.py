@@ -13,8 +13,8 @@ def run(capsys, *argv):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["ask", ""], "The question is empty"),
-    (["ask", "   \t"], "The question is empty"),
+    (["ask", ""], "The question has no words"),
+    (["ask", "   \t"], "The question has no words"),
     (["ask", "Where is iFlytek based?", "-k", "0"], "-k must be at least 1"),
     (["ask", "Where is iFlytek based?", "--index-dir", "/nonexistent/idx"], "No index at /nonexistent/idx: build one with `rag index"),
     (["index", "/nonexistent/folder"], "/nonexistent/folder does not exist"),

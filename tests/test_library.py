@@ -1,8 +1,6 @@
-import os
 
 import pytest
 
-from conftest import MINI
 from fakes import KeywordEmbedder
 from rag import index as storage
 from rag.errors import RagError

@@ -12,6 +12,11 @@ CONTEXT_CHARS = 240  # characters of article shown around a quote in the sources
 
 def chat_markdown(answer: Answer) -> str:
     """The assistant's chat message."""
+    note = f"*{_md(answer.notice)}*\n\n" if answer.notice else ""
+    return note + _chat_body(answer)
+
+
+def _chat_body(answer: Answer) -> str:
     if answer.abstained:
         lines = ["**The articles don't say.** I found no sentence that answers this, so I won't quote a weak match. "
                  "Related passages (not an answer):"]

@@ -18,7 +18,7 @@ def test_api_ask_returns_the_answer_json(client):
 
 
 def test_a_bad_request_does_not_take_the_server_down(client):
-    with pytest.raises(Exception, match="The question is empty"):
+    with pytest.raises(Exception, match="The question has no words"):
         client.predict("   ", api_name="/ask")
     assert client.predict("Who won the 2018 FIFA World Cup?", api_name="/ask")["abstained"] is True
 
@@ -60,3 +60,18 @@ def test_upload_is_cited_and_removal_makes_it_disappear(tmp_path, seed_index, la
             c.predict([handle_file(str(bad))], api_name="/upload")  # refused by type; the server stays up
         assert c.predict(question, api_name="/ask")["passages"]
     assert sorted(p.name for p in (tmp_path / "library").iterdir()) == []
+
+
+def test_concurrent_clients_get_the_sequential_answers(server):
+    from evals.load import run
+
+    result = run(server, clients=8, count=24, time_limit=300)
+    assert (result["answered"], result["errors"], result["mismatches"], result["unfinished"]) == (24, 0, 0, 0)
+    assert result["p95_ms"] >= result["p50_ms"] > 0
+
+
+def test_load_script_refuses_other_hosts():
+    from evals.load import run
+
+    with pytest.raises(ValueError, match="loopback only"):
+        run("http://10.0.0.1:7860/", clients=1, count=1)
