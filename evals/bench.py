@@ -333,7 +333,10 @@ def _scale_query(n: int, where: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------ report
 
-def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None) -> dict:
+STEPS = ("latency", "build", "startup", "throughput", "scale")
+
+
+def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None, only: list[str] | None = None) -> dict:
     from rag.pipeline import build
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -349,10 +352,13 @@ def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None) -> d
                                                          levels=(1, 4) if quick else (1, 4, 16))),
                  ("scale", lambda: bench_scale(sizes))]
         for name, step in steps:
+            if only and name not in only:
+                continue
             print(f"bench: {name}…", file=sys.stderr, flush=True)
             results[name] = step()
     (out_dir / "bench.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-    (out_dir / "bench.md").write_text(markdown(results), encoding="utf-8")
+    if not only:
+        (out_dir / "bench.md").write_text(markdown(results), encoding="utf-8")
     return results
 
 

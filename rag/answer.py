@@ -75,9 +75,9 @@ class ExtractiveAnswerer:
         out = []
         for r, sem in zip(rows.tolist(), semantic.tolist()):
             text = idx.sentence_text(r)
-            terms = frozenset(tokenize(text)) & q_terms
+            terms = idx.sentence_terms(r) & q_terms
             prev = self._previous(r)
-            extra = (frozenset(tokenize(idx.sentence_text(prev))) & q_terms) - terms if prev is not None else frozenset()
+            extra = (idx.sentence_terms(prev) & q_terms) - terms if prev is not None else frozenset()
             own = sum(weights[t] for t in terms) / total if total > 0 else 0.0
             lent = sum(weights[t] for t in extra) / total if total > 0 else 0.0
             lexical = own + s.context * lent
@@ -124,7 +124,7 @@ class ExtractiveAnswerer:
             if length + len(idx.sentence_text(prev)) <= s.max_chars:
                 picked.append(prev)
                 length += len(idx.sentence_text(prev))
-                covered |= set(tokenize(idx.sentence_text(prev)))
+                covered |= idx.sentence_terms(prev)
         for cand in scored[1:]:
             if len(picked) >= s.max_sentences:
                 break

@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quick", action="store_true", help="small sizes only (a smoke run)")
     p.add_argument("-o", "--out", default=".rag/bench", help="where bench.json and bench.md go")
     p.add_argument("-s", "--sizes", default=None, help="comma-separated synthetic corpus sizes (default 10000,100000,1000000)")
+    p.add_argument("--only", default=None, help="comma-separated steps: latency,build,startup,throughput,scale")
 
     p = sub.add_parser("docs", help="list the indexed documents", description="List indexed documents. Example: rag docs")
     _index_dir_arg(p)
@@ -192,7 +193,13 @@ def cmd_bench(args) -> int:
         sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else None
     except ValueError:
         raise RagError(f"--sizes must be numbers separated by commas (got {args.sizes!r})") from None
-    results = bench.run(Path(args.out), quick=args.quick, sizes=sizes)
+    only = args.only.split(",") if args.only else None
+    if only and set(only) - set(bench.STEPS):
+        raise RagError(f"--only takes {', '.join(bench.STEPS)} (got {args.only!r})")
+    results = bench.run(Path(args.out), quick=args.quick, sizes=sizes, only=only)
+    if only:
+        print(json.dumps({k: results[k] for k in only}, indent=1))
+        return 0
     print(bench.markdown(results))
     print(f"Written to {args.out}/bench.json and bench.md")
     return 0

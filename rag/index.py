@@ -68,6 +68,11 @@ class Index:
         self.faiss = faiss_index
         self.bm25 = bm25
         self._df = None
+        # Sentence terms are asked for again and again (each question rescans its candidates):
+        # memoised per index, bounded so a huge corpus cannot grow it without limit.
+        from functools import lru_cache
+
+        self.sentence_terms = lru_cache(maxsize=65_536)(self._sentence_terms)
 
     @property
     def model_id(self) -> str:
@@ -94,6 +99,12 @@ class Index:
     def sentence_text(self, row: int) -> str:
         d, s, e = (int(x) for x in self.sentences[row, :3])
         return self.docs[d].text[s:e]
+
+    def _sentence_terms(self, row: int) -> frozenset[str]:
+        """The BM25 terms of sentence ``row`` (see rag.text.tokenize)."""
+        from rag.text import tokenize
+
+        return frozenset(tokenize(self.sentence_text(row)))
 
     def document(self, doc_id: str) -> Document | None:
         i = self.doc_pos.get(doc_id)

@@ -207,3 +207,60 @@ def test_property_every_citation_slices_back(tmp_path_factory, docs, seps, quest
         raw = (c / cit.doc_id).read_bytes().decode("utf-8")
         assert raw[cit.start:cit.end] == cit.quote
         assert "Copyright" not in cit.quote and "Photo:" not in cit.quote
+
+
+def test_a_second_writer_in_another_process_is_refused(corpus, tmp_path):
+    idx = tmp_path / "idx"
+    env = {**os.environ, "RAG_TEST_PAUSE_AT": "write-start", "RAG_TEST_PAUSE_SECONDS": "60"}
+    first = subprocess.Popen([sys.executable, "-c", BUILD.format(tests=str(HERE), corpus=str(corpus), idx=str(idx))],
+                             stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert first.stdout.readline().strip() == "paused at write-start"
+        from rag.errors import IndexLocked
+
+        with pytest.raises(IndexLocked, match="Another `rag index` is writing"):
+            build([corpus], idx, embedder=KeywordEmbedder())
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+
+
+def test_a_tampered_index_cannot_run_code(corpus, tmp_path, capsys):
+    import pickle
+
+    import numpy as np
+
+    from rag.cli import main
+
+    e = KeywordEmbedder()
+    build([corpus], tmp_path / "idx", embedder=e)
+    gen = storage.current_generation(tmp_path / "idx")
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    # an object array pickled into chunks.npy, with the manifest's size updated to match
+    np.save(gen / "chunks.npy", np.array([Evil()], dtype=object), allow_pickle=True)
+    manifest = (gen / "manifest.json").read_text()
+    import json
+
+    m = json.loads(manifest)
+    m["files"]["chunks.npy"] = (gen / "chunks.npy").stat().st_size
+    (gen / "manifest.json").write_text(json.dumps(m))
+    assert main(["docs", "--index-dir", str(tmp_path / "idx")]) == 2
+    err = capsys.readouterr().err
+    assert "is unusable (cannot read its data" in err and "rag index --rebuild" in err and err.count("\n") == 1
+    assert not marker.exists()
+    del pickle
+
+
+def test_damaged_index_on_the_command_line(corpus, tmp_path, capsys):
+    from rag.cli import main
+
+    build([corpus], tmp_path / "idx", embedder=KeywordEmbedder())
+    (storage.current_generation(tmp_path / "idx") / "docs.jsonl").write_text("{truncated")
+    assert main(["docs", "--index-dir", str(tmp_path / "idx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rag: The index at") and "docs.jsonl is truncated or changed" in err and "--rebuild" in err
