@@ -14,7 +14,12 @@ from functools import lru_cache
 import pysbd
 
 from rag.config import ChunkSettings
+from rag.ingest import quotable
 from rag.types import BODY, HEADING, Chunk, Document, Sentence
+
+# Bump when split() would cut a document differently: indexes record it, and a different value
+# re-embeds everything (reused vectors must belong to exactly the same passages and sentences).
+VERSION = 2
 
 # pysbd is accurate but slow on pathological input; beyond this a line is split by a plain rule.
 _PYSBD_MAX_CHARS = 20_000
@@ -105,6 +110,10 @@ def split(doc: Document, settings: ChunkSettings = ChunkSettings()) -> Split:
             runs.append([])
         previous_kind = BODY
         for s, e in sentence_spans(doc.text, block.start, block.end):
+            # A credit or footer can sit inside a body line ("… visitors. Photo: Jane Doe/GT The …"):
+            # such a sentence is never quotable, so it never becomes one.
+            if not quotable(doc.text[s:e]):
+                continue
             runs[-1].append(len(sentences))
             sentences.append(Sentence(doc.doc_id, s, e, block.section))
     chunks: list[Chunk] = []

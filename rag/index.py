@@ -25,6 +25,8 @@ import numpy as np
 from rag.config import FORMAT_VERSION, ChunkSettings
 from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound
 from rag.text import TOKENIZER_VERSION
+
+SPLITTER_VERSION = 2  # = rag.chunk.VERSION, kept here so loading an index does not import pysbd
 from rag.types import Block, Chunk, Document
 
 CURRENT = "CURRENT"
@@ -195,6 +197,7 @@ def write(index_dir: Path, data: IndexData) -> Path:
         "model": {"id": data.model_id, "dim": data.dim},
         "chunker": data.chunk_settings.to_dict(),
         "tokenizer": TOKENIZER_VERSION,
+        "splitter": SPLITTER_VERSION,
         "faiss_index": kind,
         "sources": data.sources,
         "counts": {"documents": len(data.docs), "chunks": int(len(data.chunks)), "sentences": int(len(data.sentences))},
@@ -448,7 +451,8 @@ def previous_vectors(index_dir: Path, model_id: str, chunk_settings: ChunkSettin
         gen, manifest = read_manifest(index_dir)
     except (IndexNotFound, IndexCorrupt):
         return {}
-    if manifest["model"]["id"] != model_id or manifest["chunker"] != chunk_settings.to_dict():
+    if manifest["model"]["id"] != model_id or manifest["chunker"] != chunk_settings.to_dict() \
+            or manifest.get("splitter") != SPLITTER_VERSION:
         return {}
     try:
         docs = [json.loads(line) for line in (gen / "docs.jsonl").read_text(encoding="utf-8").splitlines() if line]

@@ -208,6 +208,15 @@ def is_boilerplate(line: str, markdown: bool = False) -> bool:
     return markdown and line.startswith(("```", "~~~", "<!--", "!["))
 
 
+# A photo credit anywhere in a sentence: "… ovens Photo: Jane Doe/GT The harbor …".
+_CREDIT = re.compile(r"\b(photo(graph)?|file photo|picture|image)( taken)?\s*(:|by\s+[A-Z])", re.I)
+
+
+def quotable(sentence: str) -> bool:
+    """Whether a sentence may be quoted: not boilerplate, and no credit line run into it."""
+    return not (is_boilerplate(sentence) or _CREDIT.search(sentence))
+
+
 def is_heading(line: str, markdown: bool = False) -> bool:
     """A line that starts a new section: a markdown heading, a short unpunctuated line, or a
     headline with a tag list ("… | Navy | Chinese Fleet")."""

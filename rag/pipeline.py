@@ -86,7 +86,8 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         report.removed = sorted(set(old_docs) - set(new_ids))
         report.changed = sorted(i for i in new_ids if i in old_docs and old_docs[i]["sha256"] != new_ids[i])
         same_settings = old_manifest is not None and old_manifest["model"]["id"] == embedder.model_id \
-            and old_manifest["chunker"] == chunk_settings.to_dict() and old_manifest.get("tokenizer") == TOKENIZER_VERSION
+            and old_manifest["chunker"] == chunk_settings.to_dict() and old_manifest.get("tokenizer") == TOKENIZER_VERSION \
+            and old_manifest.get("splitter") == storage.SPLITTER_VERSION
         if not rebuild and same_settings and not (report.added or report.removed or report.changed) \
                 and old_manifest.get("sources") == sources:
             report.up_to_date = True

@@ -89,3 +89,9 @@ def test_property_sentences_cover_words_in_order(parts):
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
     covered = "".join(text[s:e] for s, e in spans)
     assert "".join(covered.split()) == "".join(text.split())
+
+
+def test_splitter_versions_agree():
+    from rag import chunk, index
+
+    assert chunk.VERSION == index.SPLITTER_VERSION

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from conftest import MINI
 from fakes import KeywordEmbedder
@@ -188,7 +188,10 @@ SENTENCES = ["The harbor parade drew 30,000 visitors.", "Zephyr Dynamics is base
              "The bakery has ovens", "🙂 emoji line", "Copyright© example.com", "Photo: Jane Doe/GT", "x"]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Found by this test in CI: a credit run into a sentence that lacks its full stop.
+@example(docs=[["The bakery has ovens", "Photo: Jane Doe/GT", "The harbor parade drew 30,000 visitors."]], seps=" ",
+         question="harbor visitors")
 @given(docs=st.lists(st.lists(st.sampled_from(SENTENCES), min_size=1, max_size=8), min_size=1, max_size=3),
        seps=st.sampled_from([" ", "\n", "\n\n", "\r\n"]),
        question=st.sampled_from(["harbor visitors", "Where is Zephyr based?", "glacier ice", "ovens bakery", "17.1 percent"]))
