@@ -12,7 +12,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -175,47 +174,16 @@ def _serve_ready(index_dir: Path) -> float:
 # ------------------------------------------------------------------------------------------ 5. load
 
 def bench_throughput(index_dir: Path, levels=(1, 4, 16), per_level: int = 48) -> dict:
-    """Questions per second answered by a running server with 1, 4 and 16 concurrent callers."""
-    from gradio_client import Client
+    """Questions per second answered by a running server with 1, 4 and 16 concurrent callers
+    (evals/load.py, which also checks every answer against a sequential one)."""
+    from evals.load import run as load
 
-    from evals.formats import load_jsonl
-
-    questions = [q.question for q in load_jsonl(QUESTIONS)]
     proc, url, _ = _start_server(index_dir)
-    out = {}
     try:
-        for level in levels:
-            clients = [Client(url, verbose=False) for _ in range(level)]
-            errors, latencies = [], []
-            jobs = [questions[i % len(questions)] for i in range(per_level)]
-            lock = threading.Lock()
-
-            def worker(client):
-                while True:
-                    with lock:
-                        if not jobs:
-                            return
-                        q = jobs.pop()
-                    t = time.perf_counter()
-                    try:
-                        client.predict(q, api_name="/ask")
-                        latencies.append(time.perf_counter() - t)
-                    except Exception as e:  # counted, reported
-                        errors.append(str(e))
-
-            t = time.perf_counter()
-            threads = [threading.Thread(target=worker, args=(c,)) for c in clients]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-            wall = time.perf_counter() - t
-            out[str(level)] = {"questions": per_level, "qps": per_level / wall, "p50_ms": _median_ms(latencies),
-                               "p95_ms": _p95_ms(latencies), "errors": len(errors)}
+        return {str(level): load(url, clients=level, count=per_level) for level in levels}
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    return out
 
 
 # ------------------------------------------------------------------------------------------ 4. scale
@@ -382,9 +350,10 @@ def markdown(r: dict) -> str:
                      f"{row['rss_gb']:.2f} | {row['retrieve_p50_ms']:.2f} / {row['retrieve_p95_ms']:.2f} | {row['recall_at_10']:.3f} |")
     lines += ["", "Vectors are synthetic unit vectors around 2,048 random topics and BM25 runs over Zipf-distributed "
               "term ids; retrieval excludes the query encode.", "", "## Throughput (server, `ask` API)", "",
-              "| concurrent callers | questions/s | p50 ms | p95 ms | errors |", "|---|---|---|---|---|"]
+              "| concurrent callers | questions/s | p50 ms | p95 ms | errors | answers differing from sequential |",
+              "|---|---|---|---|---|---|"]
     for level, row in r["throughput"].items():
-        lines.append(f"| {level} | {row['qps']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['errors']} |")
+        lines.append(f"| {level} | {row['qps']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['errors']} | {row['mismatches']} |")
     return "\n".join(lines) + "\n"
 
 
