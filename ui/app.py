@@ -145,6 +145,10 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
         except RagError as e:
             raise gr.Error(str(e)) from None
 
+    # After an answer, scroll only inside the article box (the page stays on the chat, which matters
+    # on a phone); after a citation click, bring the highlighted sentence itself into view.
+    in_box_js = ("() => { setTimeout(() => { const m = document.getElementById('rag-highlight'); if (!m) return; "
+                 "const box = m.closest('.rag-article'); if (box) box.scrollTop = m.offsetTop - box.offsetTop - box.clientHeight / 3; }, 50); }")
     scroll_js = "() => { setTimeout(() => { const m = document.getElementById('rag-highlight'); if (m) m.scrollIntoView({block: 'center'}); }, 50); }"
 
     with gr.Blocks(title="Ask the articles") as demo:
@@ -180,9 +184,10 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
                          concurrency_limit=1)
         state = gr.State([])
         outputs = [chat, box, sources, details, cite, article, state]
-        send.click(respond, [box, chat, k], outputs, api_visibility="private").then(None, js=scroll_js)
-        box.submit(respond, [box, chat, k], outputs, api_visibility="private").then(None, js=scroll_js)
-        cite.change(open_citation, [cite, state], article, api_visibility="private").then(None, js=scroll_js)
+        send.click(respond, [box, chat, k], outputs, api_visibility="private").then(None, js=in_box_js)
+        box.submit(respond, [box, chat, k], outputs, api_visibility="private").then(None, js=in_box_js)
+        # .input, not .change: only a user's click opens an article, not the new answer setting the choices
+        cite.input(open_citation, [cite, state], article, api_visibility="private").then(None, js=scroll_js)
         gr.api(api_ask, api_name="ask")
     demo.queue(default_concurrency_limit=4, max_size=128)
     return demo
