@@ -105,6 +105,8 @@ class ExtractiveAnswerer:
         if not scored or confidence < self.settings.abstain_below:
             return Answer(question=question, text="", abstained=True, hits=tuple(hits), confidence=confidence)
         rows = self.select(scored)
+        if self.settings.complete_answers:
+            rows = self.complete(question, rows)
         citations = tuple(self.citation(n, r) for n, r in enumerate(rows, start=1))
         text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
         return Answer(question=question, text=text, abstained=False, citations=citations, hits=tuple(hits),
@@ -139,6 +141,26 @@ class ExtractiveAnswerer:
             covered |= cand.terms
             length += extra
         return picked
+
+    def complete(self, question: str, rows: list[int]) -> list[int]:
+        """If the question asks for a kind of answer (a name for "who", a figure for "how many") that
+        none of ``rows`` holds, add the nearest of the next three sentences of [1]'s section that holds
+        it and shares a word with the question ("… Quanxin … took 3 years." → "Vice President Zhong
+        Xiumei said …")."""
+        s, idx = self.settings, self.index
+        kind = answer_type(question)
+        if kind is None or len(rows) >= s.max_sentences or any(offers(idx.sentence_text(r), kind, question) for r in rows):
+            return rows
+        q_terms = set(tokenize(question))
+        best = rows[0]
+        length = sum(len(idx.sentence_text(r)) for r in rows)
+        for r in range(best + 1, min(best + 4, len(idx.sentences))):
+            if idx.sentences[r, S_DOC] != idx.sentences[best, S_DOC] or idx.sentences[r, S_SECTION] != idx.sentences[best, S_SECTION]:
+                break
+            text = idx.sentence_text(r)
+            if r not in rows and offers(text, kind, question) and idx.sentence_terms(r) & q_terms:
+                return rows + [r] if length + len(text) <= s.max_chars else rows
+        return rows
 
     def citation(self, n: int, row: int) -> Citation:
         idx = self.index

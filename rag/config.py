@@ -55,6 +55,7 @@ class Settings:
     w_type: float = 0.1  # bonus when a sentence holds the kind of answer asked for (a name for "who", ...)
     context: float = 0.5  # share of the previous sentence's question terms credited to a sentence
     abstain_below: float = 0.69  # calibrated on evals/questions.jsonl (tune) and WikiQA dev: see evals/README.md
+    complete_answers: bool = True  # add a following sentence holding the asked-for kind of answer
     max_sentences: int = 3
     max_chars: int = 400
 

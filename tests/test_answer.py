@@ -100,3 +100,18 @@ def test_follow_up_answer_uses_history(mini_assistant):
     a = mini_assistant.ask("And when were they imported?", history=["How many ovens does the bakery run?"])
     assert a.searched == "And when were they imported? How many ovens does the bakery run?"
     assert a.citations[0].doc_id == "beta.md"
+
+
+def test_complete_adds_the_next_sentence_holding_the_asked_kind(mini_assistant):
+    idx = mini_assistant.index
+    rows = {idx.sentence_text(r): r for r in range(len(idx.sentences))}
+    first = rows["Zephyr Dynamics, a maker of wind turbines, is based in Lakeview."]
+    answerer = mini_assistant.answerer
+    # "who" asks for a name; [1] names only the company the question already names, and the next
+    # sentence of its section names a person and shares "founded"/"company" with the question
+    got = answerer.complete("Who founded the company Zephyr Dynamics?", [first])
+    assert [idx.sentence_text(r) for r in got] == [
+        "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview.", "The company was founded in 2009 by Mara Quill."]
+    # no asked-for kind, or [1] already holds it: nothing is added
+    assert answerer.complete("Zephyr Dynamics", [first]) == [first]
+    assert answerer.complete("Where is Zephyr Dynamics based?", [first]) == [first]
