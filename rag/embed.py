@@ -5,6 +5,7 @@ contacts a model hub.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import threading
@@ -196,13 +197,8 @@ def default_embedder(index_dir: str | os.PathLike | None = None):
     exported model (written by `rag index`), else sentence-transformers."""
     if index_dir is not None:
         path = os.path.join(index_dir, "models", ONNX_NAME)
-        if os.path.isfile(path):
-            try:
-                import onnxruntime  # noqa: F401
-            except ImportError:
-                pass
-            else:
-                return OnnxEmbedder(path)
+        if os.path.isfile(path) and importlib.util.find_spec("onnxruntime") is not None:
+            return OnnxEmbedder(path)
     return SentenceTransformerEmbedder()
 
 
@@ -212,9 +208,9 @@ def ensure_onnx(index_dir: str | os.PathLike) -> str | None:
     path = os.path.join(index_dir, "models", ONNX_NAME)
     if os.path.isfile(path):
         return path
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
     try:
-        import onnxruntime  # noqa: F401
-
         os.makedirs(os.path.dirname(path), exist_ok=True)
         export_onnx(path)
         return path

@@ -47,10 +47,9 @@ class Holder:
         from rag.pipeline import Assistant
 
         self.index_dir = index_dir
-        self.embedder = embedder
         self._lock = threading.Lock()
         self.assistant = Assistant.load(index_dir, embedder=embedder)
-        self.embedder = self.assistant.embedder
+        self.embedder = self.assistant.embedder  # reloads reuse the loaded model
 
     def reload(self) -> None:
         from rag.pipeline import Assistant
