@@ -9,7 +9,7 @@ import re
 import string
 import unicodedata
 from collections import Counter
-from typing import Iterable, Sequence
+from typing import Sequence
 
 _FOLD = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"})
 
@@ -52,19 +52,6 @@ def token_f1(prediction: str, golds: Sequence[str]) -> float:
 
 def hit_at(ranked_docs: Sequence[str], gold: set[str], k: int) -> float:
     return float(any(d in gold for d in ranked_docs[:k]))
-
-
-def reciprocal_rank(ranked_docs: Sequence[str], gold: set[str], k: int = 10) -> float:
-    for i, d in enumerate(ranked_docs[:k]):
-        if d in gold:
-            return 1.0 / (i + 1)
-    return 0.0
-
-
-def dedupe(items: Iterable[str]) -> list[str]:
-    """First occurrence of each item, order kept (documents ranked by their best passage)."""
-    seen: set[str] = set()
-    return [x for x in items if not (x in seen or seen.add(x))]
 
 
 def abstention(abstained: Sequence[bool], unanswerable: Sequence[bool]) -> dict[str, float]:

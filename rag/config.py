@@ -3,7 +3,7 @@ settings may change between runs without re-indexing."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rag.errors import BadSetting
@@ -68,10 +68,3 @@ class Settings:
             raise BadSetting(f"candidates must be greater than 0. Currently, candidates is {self.candidates}")
         if not 1 <= self.max_sentences <= 3:
             raise BadSetting(f"max_sentences must be 1, 2 or 3. Currently, it is {self.max_sentences}")
-
-    def replace(self, **changes) -> "Settings":
-        names = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            raise BadSetting(f"Unknown setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        return Settings(**{**asdict(self), **changes})

@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.errors import RagError
+from rag.errors import DocumentNotFound, RagError
 from rag.ingest import decode
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -118,7 +118,7 @@ class Library:
 
         doc = index.document(doc_id) if isinstance(doc_id, str) else None
         if doc is None:
-            raise RagError(f"Document not found: {doc_id!r}")
+            raise DocumentNotFound(str(doc_id))
         if len(index.docs) == 1:
             raise RagError("This is the last document; add another before removing it")
         path = Path(doc.path).resolve() if doc.path else None
