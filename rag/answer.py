@@ -167,4 +167,4 @@ class ExtractiveAnswerer:
         doc = idx.docs[int(idx.sentences[row, S_DOC])]
         start, end = int(idx.sentences[row, S_START]), int(idx.sentences[row, S_END])
         return Citation(n=n, doc_id=doc.doc_id, title=doc.title, date=doc.date, start=start, end=end,
-                        quote=doc.text[start:end])
+                        quote=doc.text[start:end], encoding=doc.encoding)

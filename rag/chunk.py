@@ -19,12 +19,13 @@ from rag.types import BODY, HEADING, Chunk, Document, Sentence
 
 # Bump when split() would cut a document differently: indexes record it, and a different value
 # re-embeds everything (reused vectors must belong to exactly the same passages and sentences).
-VERSION = 2
+VERSION = 3
 
 # pysbd is accurate but slow on pathological input; beyond this a line is split by a plain rule.
 _PYSBD_MAX_CHARS = 20_000
 _SIMPLE_SPLIT = re.compile(r"(?<=[.!?。！？])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])")
-_MAX_SENTENCE_WORDS = 200  # longer "sentences" (lists, tables, run-ons) are cut at whitespace
+_MAX_SENTENCE_WORDS = 200
+_LINE_BREAKS = {ord(c): " " for c in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}  # longer "sentences" (lists, tables, run-ons) are cut at whitespace
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ def _segmenter() -> pysbd.Segmenter:
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """[start, end) spans of the sentences of ``text[start:end]``, stripped of surrounding spaces."""
     end = len(text) if end is None else end
-    piece = text[start:end]
+    # pysbd ends a sentence at every line break; a block's line breaks are inside a hard-wrapped
+    # paragraph, so they become spaces (same length: offsets still index ``text``).
+    piece = text[start:end].translate(_LINE_BREAKS)
     if len(piece) > _PYSBD_MAX_CHARS:
         parts = _simple_split(piece)
     else:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date as _date
 from pathlib import Path
+from typing import Collection
 
 from rag.errors import NoDocuments, PathNotFound
 from rag.types import BODY, BOILERPLATE, DATE, HEADING, TITLE, Block, Document
@@ -47,6 +48,10 @@ _CAPTION = re.compile(
     re.I,
 )
 _TERMINAL = tuple(".!?;:\"'”’)]…。！？")
+# A list item: "- x", "* x", "• x", "1. x", "2) x", "a) x".
+_WRAPPED_LINE = 40  # characters: a line at least this long that stops mid-sentence may have been wrapped
+_WRAP_SLACK = 15  # ... if the next line is not longer than it by more than a long word
+_BULLET = re.compile(r"^([-*+•·▪◦‣–—]|\d{1,3}[.)]|[A-Za-z]\))\s+")
 
 
 @dataclass
@@ -83,28 +88,39 @@ def discover(paths: list[str | Path]) -> tuple[list[tuple[str, Path]], list[str]
                 if root.is_file():
                     warnings.append(f"{p}: skipped, not a .txt or .md file")
                 continue
-            if doc_id in found and found[doc_id].resolve() != p.resolve():
-                doc_id = f"{root.name}/{doc_id}"
+            # Two folders holding the same relative path: the later one is named after its folder
+            # (and numbered if even that is taken), so neither file is silently dropped.
+            name, n = doc_id, 1
+            while doc_id in found and found[doc_id].resolve() != p.resolve():
+                n += 1
+                doc_id = f"{root.name}/{name}" if n == 2 else f"{root.name}-{n - 1}/{name}"
             found[doc_id] = p
     return sorted(found.items()), warnings
 
 
 def decode(data: bytes) -> tuple[str, str]:
-    """(text, encoding): UTF-8, UTF-8 with BOM, UTF-16 with BOM, then latin-1.
+    """(text, encoding): UTF-8, UTF-8 with BOM, UTF-16 with BOM, then Windows-1252, then latin-1.
+
+    ``encoding`` is the Python codec that gives back exactly ``text``: citation offsets index
+    ``open(path, encoding=encoding, newline="").read()`` (the BOM dropped, line ends kept as written).
 
     Raises:
         UnicodeError: the bytes look binary (NUL bytes outside UTF-16).
     """
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="replace"), "utf-8-sig"
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16"), "utf-16"
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError:
+            raise UnicodeError("looks like a binary file (a UTF-16 mark, but not UTF-16 text)") from None
     if b"\x00" in data[:8192]:
         raise UnicodeError("looks like a binary file")
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "latin-1"
+    for codec in ("utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8", "cp1252"):
+        try:
+            return data.decode(codec), codec
+        except UnicodeDecodeError:
+            continue
+    # latin-1 decodes any byte; it is right for the few Western files cp1252 cannot read.
+    return data.decode("latin-1"), "latin-1"
 
 
 def read_document(path: Path, doc_id: str) -> tuple[Document, list[str]]:
@@ -121,12 +137,16 @@ def read_document(path: Path, doc_id: str) -> tuple[Document, list[str]]:
     text, encoding = decode(data)
     warnings = []
     if encoding not in ("utf-8", "utf-8-sig"):
-        warnings.append(f"{path}: not UTF-8, decoded as {encoding}")
+        name = {"cp1252": "Windows-1252"}.get(encoding, encoding)
+        warnings.append(f"{path}: not UTF-8, decoded as {name}")
     return parse(text, doc_id, sha256=hashlib.sha256(data).hexdigest(), path=str(path), encoding=encoding), warnings
 
 
-def ingest(paths: list[str | Path]) -> IngestReport:
+def ingest(paths: list[str | Path], keep: Collection[str] = ()) -> IngestReport:
     """Every readable article under ``paths``; unreadable files become warnings, not errors.
+
+    Of files with the same text only one is indexed: the one whose doc_id is in ``keep`` (the
+    documents already indexed), else the first by name, so a new copy never displaces the original.
 
     Raises:
         PathNotFound: a given path does not exist.
@@ -135,7 +155,8 @@ def ingest(paths: list[str | Path]) -> IngestReport:
     files, warnings = discover(paths)
     report = IngestReport(warnings=warnings)
     seen: dict[str, str] = {}  # sha256 -> doc_id: the same text under two names would be cited twice
-    for doc_id, path in files:
+    keep = set(keep)
+    for doc_id, path in sorted(files, key=lambda f: f[0] not in keep):  # stable: by name within each group
         try:
             doc, warns = read_document(path, doc_id)
         except (OSError, UnicodeError) as e:
@@ -156,47 +177,111 @@ def ingest(paths: list[str | Path]) -> IngestReport:
             continue
         seen[doc.sha256] = doc_id
         report.documents.append(doc)
+    report.documents.sort(key=lambda d: d.doc_id)
     if not report.documents:
         raise NoDocuments([str(p) for p in paths])
     return report
 
 
-def parse(text: str, doc_id: str, sha256: str = "", path: str | None = None, encoding: str = "utf-8") -> Document:
-    """Classify the lines of ``text`` into blocks; find its title and date."""
+def parse(text: str, doc_id: str, sha256: str = "", path: str | None = None, encoding: str = "utf-8",
+          title: str | None = None) -> Document:
+    """Classify the lines of ``text`` into blocks; find its title and date.
+
+    A title is taken only where one is marked: a Markdown ``#`` heading or a tagged headline
+    ("… | Tag | Tag") as the first line, a short unpunctuated first line set apart by a blank line or
+    a dateline, or ``title`` given by the caller (a dataset field). Everything else that is not
+    furniture is body text, so a one-line file is indexed. Consecutive body lines are one block when
+    a line does not end a sentence (hard-wrapped paragraphs), so a sentence may span lines.
+    """
     if not sha256:
-        sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    blocks: list[Block] = []
-    title = date = None
-    section = 0
-    previous = None
-    nonempty = 0
+        sha256 = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     markdown = doc_id.lower().endswith((".md", ".markdown"))
-    pos = 0
-    for raw in text.splitlines(keepends=True):
-        line_start, pos = pos, pos + len(raw)
-        content = raw.rstrip("\r\n")
-        stripped = content.strip()
-        if not stripped:
-            continue
-        start = line_start + (len(content) - len(content.lstrip()))
-        end = start + len(stripped)
-        nonempty += 1
+    lines = _lines(text)
+    blocks: list[Block] = []
+    found_title = found_date = None
+    section = 0
+    for i, line in enumerate(lines):
+        stripped = text[line.start:line.end]
+        after = lines[i + 1] if i + 1 < len(lines) else None
+        next_text = text[after.start:after.end] if after else None
+        previous = text[lines[i - 1].start:lines[i - 1].end] if i else None
         kind = BODY
         if stripped == previous:
             kind = BOILERPLATE  # a headline repeated on the next line
         elif is_boilerplate(stripped, markdown):
             kind = BOILERPLATE
-        elif date is None and nonempty <= 6 and (found := date_line(stripped)):
-            kind, date = DATE, found
-        elif title is None and not any(b.kind in (BODY, HEADING) for b in blocks) and (t := title_of(stripped, markdown)):
-            kind, title = TITLE, t
-        elif is_heading(stripped, markdown):
+        elif found_date is None and i < 6 and (iso := date_line(stripped)):
+            kind, found_date = DATE, iso
+        elif found_title is None and not any(b.kind in (BODY, HEADING) for b in blocks) and \
+                (t := _marked_title(stripped, markdown, title, lines, i, text, blocks)):
+            kind, found_title = TITLE, t
+        elif after is not None and is_heading(stripped, markdown, standalone=line.gap_before and (
+                after.gap_before or next_text == stripped)):
             kind = HEADING
             section += 1
-        previous = stripped
-        blocks.append(Block(start, end, kind, section))
-    return Document(doc_id=doc_id, text=text, sha256=sha256, title=title, date=date, path=path,
+        last = blocks[-1] if blocks else None
+        if kind == BODY and last is not None and last.kind == BODY and not line.gap_before \
+                and _continues(text[lines[i - 1].start:lines[i - 1].end], stripped):
+            blocks[-1] = Block(last.start, line.end, BODY, last.section)  # a hard-wrapped line continues
+            continue
+        blocks.append(Block(line.start, line.end, kind, section))
+    return Document(doc_id=doc_id, text=text, sha256=sha256, title=found_title, date=found_date, path=path,
                     encoding=encoding, blocks=tuple(blocks))
+
+
+@dataclass(frozen=True)
+class _Line:
+    start: int  # of the line stripped of surrounding whitespace
+    end: int
+    gap_before: bool  # a blank line (or the start of the text) comes before it
+
+
+# Line breaks as str.splitlines() sees them, so a block never spans what Python calls a line break.
+def _lines(text: str) -> list[_Line]:
+    out: list[_Line] = []
+    gap = True
+    pos = 0
+    for raw in text.splitlines(keepends=True):
+        line_start, pos = pos, pos + len(raw)
+        content = raw.rstrip("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+        stripped = content.strip()
+        if not stripped:
+            gap = True
+            continue
+        start = line_start + (len(content) - len(content.lstrip()))
+        out.append(_Line(start, start + len(stripped), gap))
+        gap = False
+    return out
+
+
+def _marked_title(line: str, markdown: bool, given: str | None, lines: list[_Line], i: int, text: str,
+                  blocks: list[Block]) -> str | None:
+    """The title ``line`` gives if the document marks it as one (see ``parse``), else None."""
+    if given is not None:
+        return given if line == given.strip() else None
+    if i + 1 >= len(lines):
+        return None  # nothing follows: the line is the article itself
+    if (markdown and line.startswith("#")) or line.count(" | ") >= 2:
+        return title_of(line, markdown)
+    if markdown or _BULLET.match(line) or line.endswith((".", ",", ";", ":")) or len(line.split()) > 20:
+        return None
+    after = lines[i + 1]
+    next_text = text[after.start:after.end]
+    # Set apart by a blank line or a dateline, or simply not continued by the next line (which then
+    # starts a sentence of its own): "Glacier cave\nA glacier cave is a cave formed …".
+    set_apart = after.gap_before or date_line(next_text) is not None or not _continues(line, next_text) or (
+        bool(blocks) and blocks[-1].kind == DATE and not next_text[:1].islower())
+    return title_of(line) if set_apart else None
+
+
+def _continues(line: str, next_line: str) -> bool:
+    """Whether ``next_line`` carries on the sentence ``line`` leaves open (a hard-wrapped paragraph):
+    the line stops without final punctuation and the next one starts in lower case, or both are as
+    long as wrapped lines are (near the wrap width, the next no longer than it). A short line, or
+    one followed by a much longer one (a title above an unwrapped paragraph), stands on its own."""
+    if line.endswith(_TERMINAL) or _BULLET.match(next_line):
+        return False
+    return next_line[:1].islower() or _WRAPPED_LINE <= len(line) >= len(next_line) - _WRAP_SLACK
 
 
 def is_boilerplate(line: str, markdown: bool = False) -> bool:
@@ -217,14 +302,18 @@ def quotable(sentence: str) -> bool:
     return not (is_boilerplate(sentence) or _CREDIT.search(sentence))
 
 
-def is_heading(line: str, markdown: bool = False) -> bool:
-    """A line that starts a new section: a markdown heading, a short unpunctuated line, or a
-    headline with a tag list ("… | Navy | Chinese Fleet")."""
+def is_heading(line: str, markdown: bool = False, standalone: bool = True) -> bool:
+    """A line that starts a new section: a Markdown heading, a headline with a tag list ("… | Navy |
+    Chinese Fleet"), or in plain text a short capitalised line without final punctuation that stands
+    alone between blank lines. Bullets and unpunctuated lines inside a paragraph are body text."""
     if markdown and line.startswith("#"):
         return True
     if line.count(" | ") >= 2:
         return True
-    return len(line) <= 160 and len(line.split()) <= 20 and not line.endswith(_TERMINAL) and not line.endswith(",")
+    if markdown or not standalone or _BULLET.match(line):
+        return False
+    return (len(line) <= 160 and len(line.split()) <= 20 and (line[0].isupper() or line[0].isdigit())
+            and not line.endswith(_TERMINAL) and not line.endswith(","))
 
 
 def title_of(line: str, markdown: bool = False) -> str | None:

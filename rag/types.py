@@ -1,5 +1,6 @@
-"""The frozen records passed between stages. Offsets are character offsets into ``Document.text``,
-the file's text exactly as decoded at index time."""
+"""The frozen records passed between stages. Offsets are character offsets into ``Document.text``:
+the file decoded with ``Document.encoding`` and no newline translation, i.e.
+``open(path, encoding=encoding, newline="").read()`` (a BOM is dropped, "\r\n" stays two characters)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class Chunk:
     end: int
     section: int = 0
     row: int = -1  # position in the index it was loaded from; -1 when not from an index
+    encoding: str = "utf-8"  # of the source file: offsets index the text it decodes to
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Citation:
     start: int
     end: int
     quote: str
+    encoding: str = "utf-8"  # how the source file was decoded; offsets index that text (see above)
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,12 @@ class Answer:
             "abstained": self.abstained,
             "citations": [
                 {"n": c.n, "source": c.doc_id, "title": c.title, "date": c.date,
-                 "start": c.start, "end": c.end, "quote": c.quote}
+                 "start": c.start, "end": c.end, "quote": c.quote, "encoding": c.encoding}
                 for c in self.citations
             ],
             "passages": [
                 {"rank": h.rank, "source": h.chunk.doc_id, "start": h.chunk.start, "end": h.chunk.end,
-                 "score": round(float(h.score), 6), "text": h.chunk.text}
+                 "score": round(float(h.score), 6), "text": h.chunk.text, "encoding": h.chunk.encoding}
                 for h in self.hits
             ],
             "timings_ms": {k: round(float(self.timings_ms.get(k, 0.0)), 3)

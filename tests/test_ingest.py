@@ -99,7 +99,13 @@ def test_decode_fallbacks():
     assert decode("héllo".encode("utf-8")) == ("héllo", "utf-8")
     assert decode(b"\xef\xbb\xbfhi") == ("hi", "utf-8-sig")
     assert decode("hé".encode("utf-16")) == ("hé", "utf-16")
-    assert decode("café".encode("latin-1")) == ("café", "latin-1")
+    assert decode("café".encode("latin-1")) == ("café", "cp1252")
+    # Windows-1252's "…" is byte 0x85, which latin-1 would read as U+0085, a line break.
+    assert decode(b"Wait\x85 then go.") == ("Wait\u2026 then go.", "cp1252")
+    # 0x81 is undefined in Windows-1252: only latin-1 reads it.
+    assert decode(b"a\x81b") == ("a\x81b", "latin-1")
+    # A BOM followed by bytes that are not UTF-8: decoded as it reads, BOM bytes included.
+    assert decode(b"\xef\xbb\xbfcaf\xe9") == ("\u00ef\u00bb\u00bfcaf\u00e9", "cp1252")
     with pytest.raises(UnicodeError):
         decode(b"\x89PNG\r\n\x1a\n\x00\x00\x00")
 
@@ -121,3 +127,110 @@ def test_empty_folder_and_missing_path(tmp_path):
         ingest([tmp_path])
     with pytest.raises(PathNotFound, match="does not exist"):
         ingest([tmp_path / "nope"])
+
+
+def blocks_of(text, doc_id="any.txt"):
+    doc = parse(text, doc_id)
+    return doc, [(b.kind, doc.text[b.start:b.end]) for b in doc.blocks]
+
+
+def test_first_sentence_of_an_untitled_file_is_body_not_title():
+    doc, got = blocks_of("The ferry to Skye runs twice a day.\n\nIt stops in winter storms.\n")
+    assert doc.title is None
+    assert got == [(BODY, "The ferry to Skye runs twice a day."), (BODY, "It stops in winter storms.")]
+
+
+def test_a_one_sentence_file_is_body():
+    for text in ("The ferry to Skye runs twice a day.", "Ferry times for Skye\n", "  Ferry times  "):
+        doc, got = blocks_of(text)
+        assert doc.title is None and [k for k, _ in got] == [BODY]
+
+
+def test_a_title_is_taken_only_where_marked():
+    # a short unpunctuated first line set apart by a blank line
+    doc, got = blocks_of("Ferry times change\n\nThe ferry to Skye runs twice a day.\n")
+    assert doc.title == "Ferry times change" and got[0] == (TITLE, "Ferry times change")
+    # ... or followed by a dateline
+    doc, _ = blocks_of("Ferry times change\nMarch 3, 2021\nThe ferry runs twice a day.\n")
+    assert (doc.title, doc.date) == ("Ferry times change", "2021-03-03")
+    # ... or following a dateline, when the next line does not continue it
+    doc, _ = blocks_of("March 3, 2021\nFerry times change\nThe ferry runs twice a day.\n")
+    assert doc.title == "Ferry times change"
+    doc, got = blocks_of("March 3, 2021\nThe ferry to Skye, which\nruns twice a day, is late.\n")
+    assert doc.title is None and got[1] == (BODY, "The ferry to Skye, which\nruns twice a day, is late.")
+    # ... or a short line the next line does not continue (a page title above its text)
+    doc, _ = blocks_of("Ferry times change\nThe ferry runs twice a day.\n")
+    assert doc.title == "Ferry times change"
+    # a first line that ends a sentence, runs on into the next line, or is a list item, is body
+    for text in ("Ferry times change.\n\nThe ferry runs twice a day.\n", "Ferry times change\nfrom May on.\n",
+                 "The ferry to Skye will from the first of May onwards run\nTwice a day.\n",
+                 "- Ferry times\n\nThe ferry runs twice a day.\n"):
+        doc, got = blocks_of(text)
+        assert doc.title is None and {k for k, _ in got} == {BODY}
+    # a Markdown heading, and a title a dataset gives
+    doc, _ = blocks_of("# Ferry times\nThe ferry runs twice a day.\n", "a.md")
+    assert doc.title == "Ferry times"
+    doc = parse("Ferry times change.\nThe ferry runs twice a day.", "q1", title="Ferry times change.")
+    assert doc.title == "Ferry times change." and doc.blocks[0].kind == TITLE
+
+
+def test_bullets_and_unpunctuated_lines_are_quotable_body():
+    text = ("Market report\n\nThe fair lists three stalls:\n- Fresh bread from the mill\n"
+            "- Cheese from the valley\n* Apples\n1. Honey\n\nPrices rose\n")
+    doc, got = blocks_of(text)
+    assert doc.title == "Market report"
+    assert got[1:] == [(BODY, "The fair lists three stalls:"), (BODY, "- Fresh bread from the mill"),
+                       (BODY, "- Cheese from the valley"), (BODY, "* Apples"), (BODY, "1. Honey"),
+                       (BODY, "Prices rose")]
+    assert {b.section for b in doc.blocks} == {0}
+
+
+def test_a_heading_stands_alone_between_blank_lines():
+    text = ("Port news\n\nThe port opened in May.\n\nNew Cranes Arrive\n\nTwo cranes came by sea.\n"
+            "A line without a stop\nends on the next line.\n")
+    doc, got = blocks_of(text)
+    assert got[2] == (HEADING, "New Cranes Arrive")
+    assert got[3:] == [(BODY, "Two cranes came by sea."), (BODY, "A line without a stop\nends on the next line.")]
+    assert [b.section for b in doc.blocks] == [0, 0, 1, 1, 1]
+    # in Markdown only "#" marks a heading
+    doc, got = blocks_of("# Port news\n\nThe port opened.\n\nNew Cranes Arrive\n\nTwo came.\n", "p.md")
+    assert [k for k, _ in got] == [TITLE, BODY, BODY, BODY]
+
+
+def test_hard_wrapped_sentences_span_lines_with_exact_offsets():
+    from rag.chunk import split
+
+    text = ("Port news\r\n\r\nThe port of Karsvik, which the town council opened in\r\n"
+            "May 1990, now handles grain, timber and fish from the\r\nnorth. Cranes came.\r\n")
+    doc = parse(text, "w.txt")
+    sentences = [text[s.start:s.end] for s in split(doc).sentences]
+    assert sentences == ["The port of Karsvik, which the town council opened in\r\n"
+                         "May 1990, now handles grain, timber and fish from the\r\nnorth.", "Cranes came."]
+
+
+def test_unicode_line_separators_keep_offsets():
+    from rag.chunk import split
+
+    text = "Harbor log\n\nShips came.\u2028Ships went.\u2029Gulls\x85stayed. Rain\x0bfell.\x0cFog lifted.\n"
+    doc = parse(text, "u.txt")
+    for b in doc.blocks:
+        assert doc.text[b.start:b.end] == doc.text[b.start:b.end].strip()
+    quotes = [text[s.start:s.end] for s in split(doc).sentences]
+    assert quotes == ["Ships came.", "Ships went.", "Gulls\x85stayed.", "Rain\x0bfell.", "Fog lifted."]
+
+
+def test_duplicates_keep_the_indexed_document(tmp_path):
+    (tmp_path / "b_original.txt").write_text("The mill grinds oats.\n", encoding="utf-8")
+    (tmp_path / "a_copy.txt").write_text("The mill grinds oats.\n", encoding="utf-8")
+    assert [d.doc_id for d in ingest([tmp_path]).documents] == ["a_copy.txt"]
+    report = ingest([tmp_path], keep={"b_original.txt"})
+    assert [d.doc_id for d in report.documents] == ["b_original.txt"]
+    assert report.warnings == [f"{tmp_path / 'a_copy.txt'}: skipped, same text as b_original.txt"]
+
+
+def test_same_relative_paths_in_three_folders_all_get_ids(tmp_path):
+    for parent in ("x", "y", "z"):
+        (tmp_path / parent / "news").mkdir(parents=True)
+        (tmp_path / parent / "news" / "a.txt").write_text(f"Story from {parent}.", encoding="utf-8")
+    files, _ = discover([tmp_path / p / "news" for p in ("x", "y", "z")])
+    assert [(i, f.parent.parent.name) for i, f in files] == [("a.txt", "x"), ("news-2/a.txt", "z"), ("news/a.txt", "y")]
