@@ -115,8 +115,7 @@ def load_beir(p: Path) -> Dataset:
         r = json.loads(line)
         title, text = (r.get("title") or "").strip(), r.get("text") or ""
         # The title is its own first line, so it is searchable and shown, but never quoted.
-        doc = parse(f"{title}\n{text}" if title else text, str(r["_id"]))
-        docs.append(replace(doc, title=title or doc.title))
+        docs.append(parse(f"{title}\n{text}" if title else text, str(r["_id"]), title=title or None))
     queries = {}
     for line in (p / "queries.jsonl").read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -134,13 +133,16 @@ def load_beir(p: Path) -> Dataset:
 
 
 def load_squad(p: Path, data: dict) -> Dataset:
+    """SQuAD articles as documents ``<article>/<paragraph>``: the article is named by its title, else
+    its ``document_id`` (sets of long papers carry no title), else its position in the file."""
     docs, questions = [], []
-    for article in data["data"]:
-        title = article.get("title") or "untitled"
+    for n, article in enumerate(data["data"]):
+        title = article.get("title") or None
+        name = title or str(article.get("document_id") or "") or f"article-{n}"
         for i, para in enumerate(article["paragraphs"]):
-            doc_id = f"{title}/{i}"
+            doc_id = f"{name}/{i}"
             doc = parse(para["context"], doc_id)
-            docs.append(replace(doc, title=title))
+            docs.append(replace(doc, title=title or doc.title))
             for qa in para.get("qas", []):
                 impossible = bool(qa.get("is_impossible"))
                 answers = () if impossible else tuple(dict.fromkeys(a["text"] for a in qa.get("answers", [])))

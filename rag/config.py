@@ -2,6 +2,8 @@
 settings may change between runs without re-indexing."""
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,12 +30,10 @@ class ChunkSettings:
     title_in_passage: bool = True  # prepend the title to the text that is embedded and BM25-indexed
 
     def __post_init__(self) -> None:
-        if self.sentences_per_chunk < 1:
-            raise BadSetting(f"sentences_per_chunk must be >= 1. Currently, it is {self.sentences_per_chunk}")
-        if not 0 <= self.overlap < self.sentences_per_chunk:
-            raise BadSetting(f"overlap must be in [0, sentences_per_chunk). Currently, it is {self.overlap}")
-        if self.max_words < 10:
-            raise BadSetting(f"max_words must be >= 10. Currently, it is {self.max_words}")
+        whole_number("sentences_per_chunk", self.sentences_per_chunk, 1)
+        whole_number("overlap", self.overlap, 0, self.sentences_per_chunk - 1, "sentences_per_chunk - 1")
+        whole_number("max_words", self.max_words, 10)
+        _flag("title_in_passage", self.title_in_passage)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,11 +60,51 @@ class Settings:
     max_chars: int = 400
 
     def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise BadSetting(f"top_k must be greater than 0. Currently, top_k is {self.top_k}")
-        if self.fusion not in FUSIONS:
+        whole_number("top_k", self.top_k, 1)
+        if not isinstance(self.fusion, str) or self.fusion not in FUSIONS:
             raise BadSetting(f"fusion must be one of {', '.join(FUSIONS)}. Currently, fusion is {self.fusion!r}")
-        if self.candidates < 1:
-            raise BadSetting(f"candidates must be greater than 0. Currently, candidates is {self.candidates}")
-        if not 1 <= self.max_sentences <= 3:
-            raise BadSetting(f"max_sentences must be 1, 2 or 3. Currently, it is {self.max_sentences}")
+        whole_number("rrf_k", self.rrf_k, 0)
+        _number("dense_weight", self.dense_weight, 0.0, 1.0)
+        whole_number("candidates", self.candidates, 1)
+        for name in ("w_semantic", "w_lexical", "w_rank", "w_type"):
+            _number(name, getattr(self, name), 0.0)
+        _number("context", self.context, 0.0, 1.0)
+        _number("abstain_below", self.abstain_below)
+        _flag("complete_answers", self.complete_answers)
+        whole_number("max_sentences", self.max_sentences, 1, 3)
+        whole_number("max_chars", self.max_chars, 1)
+
+
+def whole_number(name: str, value, low: int, high: int | None = None, high_name: str | None = None) -> int:
+    """``value`` if it is an int in [low, high] (bool is not a number here).
+
+    Raises:
+        BadSetting: naming ``name`` and the value.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) \
+            and low <= value and (high is None or value <= high):
+        return value
+    if high is None:
+        rule = f"of at least {low}"
+    else:
+        rule = f"from {low} to {high_name} ({high})" if high_name else f"from {low} to {high}"
+    raise BadSetting(f"{name} must be a whole number {rule}. Currently, {name} is {value!r}")
+
+
+def _number(name: str, value, low: float | None = None, high: float | None = None) -> None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) \
+        and (low is None or value >= low) and (high is None or value <= high)
+    if ok:
+        return
+    if low is not None and high is not None:
+        rule = f"a number from {low:g} to {high:g}"
+    elif low is not None:
+        rule = f"a finite number of at least {low:g}"
+    else:
+        rule = "a finite number"
+    raise BadSetting(f"{name} must be {rule}. Currently, {name} is {value!r}")
+
+
+def _flag(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise BadSetting(f"{name} must be True or False. Currently, {name} is {value!r}")

@@ -9,8 +9,9 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 import warnings
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -202,17 +203,76 @@ def default_embedder(index_dir: str | os.PathLike | None = None):
     return SentenceTransformerEmbedder()
 
 
-def ensure_onnx(index_dir: str | os.PathLike) -> str | None:
-    """Export the model into ``index_dir/models/`` if it is not there yet; None when export fails
-    (then queries use sentence-transformers, which is slower to start but equivalent)."""
+class OnnxExportWarning(UserWarning):
+    """The ONNX export failed; queries fall back to sentence-transformers."""
+
+
+STALE_EXPORT_SECONDS = 3600  # an export takes seconds: a temporary file this old was abandoned
+
+
+def ensure_onnx(index_dir: str | os.PathLike, warn: Callable[[str], None] | None = None) -> str | None:
+    """Export the model into ``index_dir/models/`` if it is not there yet; None when that is not
+    possible (then queries use sentence-transformers, which is slower to start but equivalent).
+
+    Why it failed is passed to ``warn`` as one line, or issued as an OnnxExportWarning when no
+    ``warn`` is given. Temporary files left by exports that were killed are removed first.
+    """
     path = os.path.join(index_dir, "models", ONNX_NAME)
+    _remove_stale_exports(os.path.dirname(path))
     if os.path.isfile(path):
         return path
     if importlib.util.find_spec("onnxruntime") is None:
-        return None
+        cause = "onnxruntime is not installed"
+    else:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            export_onnx(path)
+            return path
+        except Exception as e:  # never fail an index build over an optional speed-up
+            _remove_quietly(f"{path}.tmp-{os.getpid()}")
+            detail = (str(e).strip().splitlines() or [""])[0][:200]
+            cause = f"{type(e).__name__}: {detail}" if detail else type(e).__name__
+    message = (f"the model could not be exported to ONNX ({cause}), so `rag ask` and `rag serve` use "
+               "sentence-transformers instead (same answers, slower to start): run `rag index` again to retry")
+    if warn is None:
+        warnings.warn(message, OnnxExportWarning, stacklevel=2)
+    else:
+        warn(message)
+    return None
+
+
+def _remove_stale_exports(models_dir: str) -> None:
+    """Delete ``<ONNX_NAME>.tmp-<pid>`` files whose process is gone or that are over an hour old
+    (a killed export leaves its ~90 MB temporary file behind)."""
+    prefix = f"{ONNX_NAME}.tmp-"
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        export_onnx(path)
-        return path
-    except Exception:  # never fail an index build over an optional speed-up
-        return None
+        entries = list(os.scandir(models_dir))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid = entry.name[len(prefix):]
+        try:
+            age = time.time() - entry.stat().st_mtime
+        except OSError:
+            continue
+        if not pid.isdigit() or not _pid_alive(int(pid)) or age > STALE_EXPORT_SECONDS:
+            _remove_quietly(entry.path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists but belongs to another user
+        return True
+    return True
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass

@@ -59,3 +59,19 @@ class BadSetting(RagError):
 class DocumentNotFound(RagError):
     def __init__(self, doc_id: str) -> None:
         super().__init__(f"Document not found: {doc_id!r} is not in the index (list documents with `rag docs`)")
+
+
+class IndexOutdated(IndexCorrupt):
+    """The index was built by a version of rag that tokenised or split text differently. A subclass
+    of IndexCorrupt so callers that rebuild a damaged index rebuild this one too."""
+
+    def __init__(self, index_dir: str, built_with: str, using: str) -> None:
+        RagError.__init__(
+            self, f"The index at {index_dir} was built with {built_with}, but this version of rag uses {using}: "
+                  f"rebuild it with `rag index --rebuild --index-dir {index_dir}`")
+
+
+class DuplicateDocumentId(RagError):
+    def __init__(self, doc_id: str, count: int) -> None:
+        super().__init__(f"{count} documents share the id {doc_id!r}: give each document its own name "
+                         "(for a question set, a distinct title or document_id per article)")

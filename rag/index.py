@@ -8,14 +8,17 @@ Layout of an index directory::
                           chunk_vectors.npy, sentence_vectors.npy, dense.faiss, bm25/
 
 A build writes a new generation directory, fsyncs it, then swaps CURRENT, so a reader always sees
-either the old index or the new one. Nothing is pickled: JSON, JSONL, .npy (allow_pickle=False)
-and FAISS's own format.
+either the old index or the new one. The generation before the live one is kept, so a reader that
+read CURRENT just before a swap still finds its files. Nothing is pickled: JSON, JSONL, .npy
+(allow_pickle=False) and FAISS's own format.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import FORMAT_VERSION, ChunkSettings
-from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound
+from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound, IndexOutdated
 from rag.text import TOKENIZER_VERSION
 
-SPLITTER_VERSION = 2  # = rag.chunk.VERSION, kept here so loading an index does not import pysbd
+SPLITTER_VERSION = 3  # = rag.chunk.VERSION, kept here so loading an index does not import pysbd
 from rag.types import Block, Chunk, Document
 
 CURRENT = "CURRENT"
@@ -35,6 +38,7 @@ LOCK = ".lock"
 C_DOC, C_START, C_END, C_SECTION, C_SENT_LO, C_SENT_HI = range(6)
 # sentences.npy columns
 S_DOC, S_START, S_END, S_SECTION = range(4)
+SENTENCE_TERMS_CACHE = 65_536  # sentences whose terms an Index remembers
 _FILES = ("docs.jsonl", "chunks.npy", "sentences.npy", "chunk_vectors.npy", "sentence_vectors.npy", "dense.faiss")
 
 
@@ -52,6 +56,7 @@ class IndexData:
     dim: int
     chunk_settings: ChunkSettings
     sources: list[str]  # the paths that were indexed
+    embed_keys: tuple[str, ...] = ()  # per document: hash of exactly the texts embedded for it (see previous_vectors)
 
 
 class Index:
@@ -70,11 +75,11 @@ class Index:
         self.faiss = faiss_index
         self.bm25 = bm25
         self._df = None
-        # Sentence terms are asked for again and again (each question rescans its candidates):
-        # memoised per index, bounded so a huge corpus cannot grow it without limit.
-        from functools import lru_cache
-
-        self.sentence_terms = lru_cache(maxsize=65_536)(self._sentence_terms)
+        # Sentence terms are asked for again and again (each question rescans its candidates), so
+        # they are memoised. A plain dict rather than lru_cache on a bound method: that would be a
+        # reference cycle keeping every reloaded-away Index alive until the cycle collector runs.
+        self._terms: dict[int, frozenset[str]] = {}
+        self._terms_lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
@@ -93,7 +98,7 @@ class Index:
         d, s, e, sec = (int(x) for x in self.chunks[row, :4])
         doc = self.docs[d]
         text = doc.text[s:e]
-        return Chunk(chunk_id(doc.doc_id, s, text), doc.doc_id, text, s, e, sec, row)
+        return Chunk(chunk_id(doc.doc_id, s, text), doc.doc_id, text, s, e, sec, row, doc.encoding)
 
     def chunk_sentence_rows(self, row: int) -> range:
         return range(int(self.chunks[row, C_SENT_LO]), int(self.chunks[row, C_SENT_HI]))
@@ -102,11 +107,18 @@ class Index:
         d, s, e = (int(x) for x in self.sentences[row, :3])
         return self.docs[d].text[s:e]
 
-    def _sentence_terms(self, row: int) -> frozenset[str]:
-        """The BM25 terms of sentence ``row`` (see rag.text.tokenize)."""
-        from rag.text import tokenize
+    def sentence_terms(self, row: int) -> frozenset[str]:
+        """The BM25 terms of sentence ``row`` (see rag.text.tokenize); safe to call from many threads."""
+        terms = self._terms.get(row)
+        if terms is None:
+            from rag.text import tokenize
 
-        return frozenset(tokenize(self.sentence_text(row)))
+            terms = frozenset(tokenize(self.sentence_text(row)))
+            with self._terms_lock:
+                if len(self._terms) >= SENTENCE_TERMS_CACHE:  # bounded: drop the oldest entry
+                    self._terms.pop(next(iter(self._terms)))
+                self._terms[row] = terms
+        return terms
 
     def document(self, doc_id: str) -> Document | None:
         i = self.doc_pos.get(doc_id)
@@ -161,7 +173,7 @@ class BuildLock:
 def write(index_dir: Path, data: IndexData) -> Path:
     """Write ``data`` as a new generation and make it current; returns the generation directory.
 
-    The caller holds the BuildLock. Older generations are removed after the swap.
+    The caller holds the BuildLock. After the swap, generations older than the previous one are removed.
     """
     import faiss
 
@@ -172,6 +184,7 @@ def write(index_dir: Path, data: IndexData) -> Path:
     tmp.mkdir()
     _test_pause("write-start")
 
+    # JSON Lines: records end at "\n" only; text may hold other line separators unescaped (see _read_jsonl).
     with open(tmp / "docs.jsonl", "w", encoding="utf-8") as f:
         for d in data.docs:
             f.write(json.dumps(_doc_record(d), ensure_ascii=False) + "\n")
@@ -201,7 +214,8 @@ def write(index_dir: Path, data: IndexData) -> Path:
         "faiss_index": kind,
         "sources": data.sources,
         "counts": {"documents": len(data.docs), "chunks": int(len(data.chunks)), "sentences": int(len(data.sentences))},
-        "documents": {d.doc_id: {"sha256": d.sha256, "path": d.path} for d in data.docs},
+        "documents": {d.doc_id: {"sha256": d.sha256, "path": d.path, "embedded": key}
+                      for d, key in zip(data.docs, data.embed_keys or [None] * len(data.docs))},
         "files": {},
     }
     for p in sorted(tmp.rglob("*")):
@@ -226,15 +240,37 @@ def write(index_dir: Path, data: IndexData) -> Path:
 
 
 def collect_garbage(index_dir: Path) -> None:
-    """Remove every generation but the live one: leftovers of builds that were killed. The caller
-    holds the BuildLock. (A reader still using an old generation keeps its open and mapped files.)"""
+    """Remove every generation but the live one and the one before it, and the leftovers (``*.tmp``)
+    of builds that were killed. The caller holds the BuildLock.
+
+    The previous generation stays because a reader may have read CURRENT just before the swap and
+    not opened its files yet; one that already loaded keeps its open and mapped files anyway. Only
+    a reader slower than two whole builds can lose its generation, and load() then retries once.
+    """
+    index_dir = Path(index_dir)
     try:
         live = current_generation(index_dir).name
     except (IndexNotFound, IndexCorrupt):
         return
-    for old in Path(index_dir).iterdir():
-        if old.name.startswith("gen-") and old.name != live:
-            shutil.rmtree(old, ignore_errors=True)
+    if not _GENERATION.match(live):
+        return
+    complete = [p.name for p in index_dir.iterdir() if _GENERATION.match(p.name) and p.is_dir()]
+    older = sorted((name for name in complete if _number(name) < _number(live)), key=_number)
+    keep = {live, *older[-1:]}
+    for old in index_dir.iterdir():
+        if old.name in keep:
+            continue
+        if old.name.startswith("gen-"):
+            shutil.rmtree(old, ignore_errors=True)  # older generations, never-live ones and .tmp leftovers
+        elif old.name.endswith(".tmp") and old.is_file():
+            old.unlink(missing_ok=True)  # CURRENT.tmp, excluded.json.tmp of a killed build
+
+
+_GENERATION = re.compile(r"^gen-\d{6,}$")
+
+
+def _number(generation: str) -> int:
+    return int(generation[4:])
 
 
 EXACT_UP_TO = 200_000  # passages; above this an approximate index keeps search fast and memory small
@@ -336,6 +372,21 @@ def write_excluded(index_dir: Path, paths: set[str]) -> None:
 
 # ---------------------------------------------------------------------------------------------- read
 
+def _current_name(index_dir: Path) -> str:
+    """What CURRENT says, unchecked.
+
+    Raises:
+        IndexNotFound, IndexCorrupt
+    """
+    pointer = index_dir / CURRENT
+    if not pointer.is_file():
+        raise IndexNotFound(str(index_dir))
+    try:
+        return pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeError):
+        raise IndexCorrupt(str(index_dir), "CURRENT is unreadable") from None
+
+
 def current_generation(index_dir: Path) -> Path:
     """The live generation's directory.
 
@@ -344,27 +395,25 @@ def current_generation(index_dir: Path) -> Path:
         IndexCorrupt: CURRENT names a generation that is missing.
     """
     index_dir = Path(index_dir)
-    pointer = index_dir / CURRENT
-    if not pointer.is_file():
-        raise IndexNotFound(str(index_dir))
-    try:
-        name = pointer.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeError):
-        raise IndexCorrupt(str(index_dir), "CURRENT is unreadable") from None
+    return _generation(index_dir, _current_name(index_dir))
+
+
+def _generation(index_dir: Path, name: str) -> Path:
     gen = index_dir / name
     if not name.startswith("gen-") or "/" in name or not gen.is_dir():
         raise IndexCorrupt(str(index_dir), f"CURRENT names a missing generation {name!r}")
     return gen
 
 
-def read_manifest(index_dir: Path) -> tuple[Path, dict]:
-    """(generation directory, manifest), checked for format version and file sizes.
+def read_manifest(index_dir: Path, gen: Path | None = None) -> tuple[Path, dict]:
+    """(generation directory, manifest) of generation ``gen`` (default: the live one), checked for
+    format version and file sizes.
 
     Raises:
         IndexNotFound, IndexCorrupt
     """
     index_dir = Path(index_dir)
-    gen = current_generation(index_dir)
+    gen = current_generation(index_dir) if gen is None else Path(gen)
     try:
         manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -398,15 +447,40 @@ def load(index_dir: str | Path) -> Index:
     Raises:
         IndexNotFound: nothing built there.
         IndexCorrupt: a piece is missing, truncated, unparsable or of another format version.
+        IndexOutdated: it was built with another tokenizer or sentence splitter.
     """
+    index_dir = Path(index_dir)
+    name = _current_name(index_dir)
+    try:
+        return _load(index_dir, _generation(index_dir, name))
+    except IndexOutdated:
+        raise
+    except IndexCorrupt:
+        # A build may have swapped CURRENT and removed this generation while we read it: then the
+        # index is healthy and the new generation is the one to load. Retried once, so an index
+        # that is really damaged is still reported.
+        try:
+            moved = _current_name(index_dir) != name
+        except (IndexNotFound, IndexCorrupt):
+            moved = False
+        if not moved:
+            raise
+    return _load(index_dir, current_generation(index_dir))
+
+
+def _load(index_dir: Path, gen: Path) -> Index:
     import bm25s
     import faiss
 
-    index_dir = Path(index_dir)
-    gen, manifest = read_manifest(index_dir)
+    gen, manifest = read_manifest(index_dir, gen)
     where = str(index_dir)
+    # BM25 terms and sentence rows were made by these: another version would silently mis-score.
+    for key, what, version in (("tokenizer", "tokenizer", TOKENIZER_VERSION),
+                               ("splitter", "sentence splitter", SPLITTER_VERSION)):
+        if manifest.get(key) != version:
+            raise IndexOutdated(where, f"{what} version {manifest.get(key, 'unknown')}", f"version {version}")
     try:
-        docs = [_doc_from_record(json.loads(line)) for line in (gen / "docs.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        docs = [_doc_from_record(r) for r in _read_jsonl(gen / "docs.jsonl")]
         chunks = np.load(gen / "chunks.npy", allow_pickle=False)
         sentences = np.load(gen / "sentences.npy", allow_pickle=False)
         chunk_vectors = np.load(gen / "chunk_vectors.npy", allow_pickle=False, mmap_mode="r")
@@ -438,32 +512,44 @@ def load(index_dir: str | Path) -> Index:
     return Index(gen, manifest, docs, chunks, sentences, chunk_vectors, sentence_vectors, faiss_index, bm25)
 
 
+def _read_jsonl(path: Path) -> list:
+    r"""The records of a JSON Lines file. Split at "\n" only: str.splitlines() also breaks at
+    U+2028, U+2029, U+0085 and more, which json.dumps(ensure_ascii=False) leaves unescaped inside
+    strings. (json.dumps always escapes "\n", "\r" and the other ASCII controls.)"""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
 def _doc_from_record(r: dict) -> Document:
     return Document(doc_id=r["doc_id"], text=r["text"], sha256=r["sha256"], title=r.get("title"), date=r.get("date"),
                     path=r.get("path"), encoding=r.get("encoding", "utf-8"),
                     blocks=tuple(Block(*b) for b in r.get("blocks", ())))
 
 
-def previous_vectors(index_dir: Path, model_id: str, chunk_settings: ChunkSettings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """sha256 -> (chunk vectors, sentence vectors) of each document in the current generation, if it
-    was built by the same model and chunker; {} when there is nothing reusable."""
+def previous_vectors(index_dir: Path, model_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """embed key -> (chunk vectors, sentence vectors) of each document in the current generation, if
+    it was built by the same model; {} when there is nothing reusable.
+
+    The key hashes exactly the texts that were embedded for the document (passages with their title
+    or heading, then sentences), so vectors are reused only where they would come out the same: a
+    file renamed from .txt to .md, parsed differently, or cut differently, is embedded again.
+    """
     try:
         gen, manifest = read_manifest(index_dir)
     except (IndexNotFound, IndexCorrupt):
         return {}
-    if manifest["model"]["id"] != model_id or manifest["chunker"] != chunk_settings.to_dict() \
-            or manifest.get("splitter") != SPLITTER_VERSION:
+    if manifest["model"]["id"] != model_id:
         return {}
     try:
-        docs = [json.loads(line) for line in (gen / "docs.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        keys = [d.get("embedded") for d in manifest["documents"].values()]  # in row order
         chunks = np.load(gen / "chunks.npy", allow_pickle=False)
         sentences = np.load(gen / "sentences.npy", allow_pickle=False)
         cv = np.load(gen / "chunk_vectors.npy", allow_pickle=False, mmap_mode="r")
         sv = np.load(gen / "sentence_vectors.npy", allow_pickle=False, mmap_mode="r")
-    except (ValueError, OSError):
+    except (ValueError, OSError, KeyError, TypeError, AttributeError):
         return {}
     # Rows are written document by document, so each document's rows are one contiguous slice.
-    c_bounds = np.searchsorted(chunks[:, C_DOC], np.arange(len(docs) + 1)) if len(chunks) else np.zeros(len(docs) + 1, int)
-    s_bounds = np.searchsorted(sentences[:, S_DOC], np.arange(len(docs) + 1)) if len(sentences) else np.zeros(len(docs) + 1, int)
-    return {d["sha256"]: (np.array(cv[c_bounds[i]:c_bounds[i + 1]]), np.array(sv[s_bounds[i]:s_bounds[i + 1]]))
-            for i, d in enumerate(docs)}
+    n = len(keys)
+    c_bounds = np.searchsorted(chunks[:, C_DOC], np.arange(n + 1)) if len(chunks) else np.zeros(n + 1, int)
+    s_bounds = np.searchsorted(sentences[:, S_DOC], np.arange(n + 1)) if len(sentences) else np.zeros(n + 1, int)
+    return {key: (np.array(cv[c_bounds[i]:c_bounds[i + 1]]), np.array(sv[s_bounds[i]:s_bounds[i + 1]]))
+            for i, key in enumerate(keys) if key}

@@ -5,8 +5,11 @@ Asking: embed the query -> hybrid retrieve -> extractive answer.
 """
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -16,9 +19,9 @@ import numpy as np
 from rag import chunk as chunking
 from rag import index as storage
 from rag.answer import ExtractiveAnswerer
-from rag.config import ChunkSettings, Settings, default_index_dir
+from rag.config import ChunkSettings, Settings, default_index_dir, whole_number
 from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, ensure_onnx
-from rag.errors import EmbedderMismatch, EmptyQuestion, NoDocuments
+from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments
 from rag.ingest import ingest
 from rag.retrieve import HybridRetriever
 from rag.text import TOKENIZER_VERSION, tokenize
@@ -67,10 +70,14 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
             if not paths:
                 paths = (old_manifest or {}).get("sources") or ["seeds"]
             sources = [str(Path(p).resolve()) for p in paths]
-            got = ingest(list(paths))
+            got = ingest(list(paths), keep=(old_manifest or {}).get("documents", {}))
             docs, warnings = got.documents, got.warnings
         else:
             sources, docs, warnings = [], documents, []
+        # Two documents under one id would resolve each other's citations against the wrong text.
+        counts = Counter(d.doc_id for d in docs)
+        if counts and max(counts.values()) > 1:
+            raise DuplicateDocumentId(*counts.most_common(1)[0])
         excluded = set() if include_removed else storage.read_excluded(index_dir)
         excluded |= {str(Path(p).resolve()) for p in remove}
         if include_removed or remove:
@@ -93,17 +100,17 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
             report.up_to_date = True
             report.chunks = old_manifest["counts"]["chunks"]
             if real:
-                ensure_onnx(index_dir)
+                ensure_onnx(index_dir, report.warnings.append)
             report.seconds = time.perf_counter() - t0
             return report
 
-        reuse = {} if rebuild else storage.previous_vectors(index_dir, embedder.model_id, chunk_settings)
+        reuse = {} if rebuild else storage.previous_vectors(index_dir, embedder.model_id)
         data = _assemble(docs, embedder, chunk_settings, reuse, report)
         data = storage.IndexData(**{**data.__dict__, "sources": sources})
         storage.write(index_dir, data)
         report.chunks = len(data.chunks)
         if real:
-            ensure_onnx(index_dir)  # queries then start without torch (see OnnxEmbedder)
+            ensure_onnx(index_dir, report.warnings.append)  # queries then start without torch (see OnnxEmbedder)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -122,6 +129,7 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
     chunk_vecs: list[np.ndarray | None] = []
     sent_vecs: list[np.ndarray | None] = []
     to_embed: list[str] = []
+    keys: list[str] = []
     pending: list[tuple[str, int, int]] = []  # ("c"|"s", list position, count)
     for d_i, doc in enumerate(docs):
         parts = chunking.split(doc, cs)
@@ -133,7 +141,9 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
             chunk_rows.append((d_i, c.start, c.end, c.section, base + lo, base + hi))
             texts.append(chunking.passage_text(chunking.passage_context(doc, c.section), c.text, cs))
             tokens.append(tokenize(texts[-1]))
-        cached = reuse.get(doc.sha256)
+        sentence_texts = [doc.text[s.start:s.end] for s in parts.sentences]
+        keys.append(embed_key(texts, sentence_texts))
+        cached = reuse.get(keys[-1])
         if cached is not None and len(cached[0]) == len(parts.chunks) and len(cached[1]) == len(parts.sentences):
             chunk_vecs.append(cached[0])
             sent_vecs.append(cached[1])
@@ -144,7 +154,7 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
         pending.append(("c", len(chunk_vecs) - 1, len(parts.chunks)))
         to_embed.extend(texts)
         pending.append(("s", len(sent_vecs) - 1, len(parts.sentences)))
-        to_embed.extend(doc.text[s.start:s.end] for s in parts.sentences)
+        to_embed.extend(sentence_texts)
     # One call for every new text: the embedder batches it and shows one progress bar.
     vectors = embedder.embed_documents(to_embed) if to_embed else np.zeros((0, dim), np.float32)
     report.embedded_texts = len(to_embed)
@@ -161,7 +171,16 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
         chunk_vectors=np.concatenate([v for v in chunk_vecs if v is not None] or [empty]).astype(np.float32),
         sentence_vectors=np.concatenate([v for v in sent_vecs if v is not None] or [empty]).astype(np.float32),
         passage_tokens=tokens, model_id=embedder.model_id, dim=dim, chunk_settings=cs, sources=[],
+        embed_keys=tuple(keys),
     )
+
+
+def embed_key(passage_texts: Sequence[str], sentence_texts: Sequence[str]) -> str:
+    """A hash of exactly what is embedded for one document: equal keys mean equal vectors."""
+    h = hashlib.sha256()
+    for part in ("passages", *passage_texts, "sentences", *sentence_texts):
+        h.update(part.encode("utf-8", "surrogatepass") + b"\x00")
+    return h.hexdigest()
 
 
 class Assistant:
@@ -175,18 +194,21 @@ class Assistant:
         self.settings = settings
         self.retriever = HybridRetriever(index, embedder, settings)
         self.answerer = ExtractiveAnswerer(index, embedder, settings)
-        self._vectors: dict[str, np.ndarray] = {}
+        self._vectors: dict[str, np.ndarray] = {}  # insertion-ordered: the first key is the oldest
+        self._vectors_lock = threading.Lock()  # the chat page asks from several threads at once
         self._cache_size = query_cache
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's vector, remembered for the last ``query_cache`` queries (repeats, re-ranking)."""
-        vector = self._vectors.get(query)
+        with self._vectors_lock:
+            vector = self._vectors.get(query)
         if vector is None:
-            vector = self.embedder.embed_query(query)
+            vector = self.embedder.embed_query(query)  # outside the lock: other queries encode meanwhile
             if self._cache_size:
-                if len(self._vectors) >= self._cache_size:
-                    self._vectors.pop(next(iter(self._vectors)))
-                self._vectors[query] = vector
+                with self._vectors_lock:
+                    if query not in self._vectors and len(self._vectors) >= self._cache_size:
+                        del self._vectors[next(iter(self._vectors))]
+                    self._vectors[query] = vector
         return vector
 
     @classmethod
@@ -206,10 +228,12 @@ class Assistant:
         return cls(index, embedder, settings or Settings())
 
     def ask(self, question: str, history: Sequence[str] | None = None, k: int | None = None) -> Answer:
-        """Answer ``question``; ``history`` holds earlier questions of the conversation, oldest first.
+        """Answer ``question``; ``history`` holds earlier questions of the conversation, oldest first;
+        ``k`` passages are returned (None: ``settings.top_k``).
 
         Raises:
             EmptyQuestion: the question has no words.
+            BadSetting: ``k`` is not a whole number of at least 1.
         """
         t0 = time.perf_counter()
         original = question
@@ -218,7 +242,7 @@ class Assistant:
         if isinstance(original, str) and len(" ".join(original.split())) > MAX_QUESTION_CHARS:
             notice = f"Only the first {MAX_QUESTION_CHARS:,} characters of the question were used."
         query = contextualize(question, [clean_question(h) for h in history or [] if _has_words(h)])
-        k = k or self.settings.top_k
+        k = self.settings.top_k if k is None else whole_number("k", k, 1)
         t1 = time.perf_counter()
         qvec = self.embed_query(query)
         t2 = time.perf_counter()

@@ -143,11 +143,11 @@ def test_predictions_follow_the_answer_schema(mini_assistant, tmp_path):
         assert list(r) == ["id", "question", "answer", "abstained", "citations", "passages", "timings_ms"]
         assert isinstance(r["answer"], str) and isinstance(r["abstained"], bool)
         for c in r["citations"]:
-            assert set(c) == {"n", "source", "title", "date", "start", "end", "quote"}
+            assert set(c) == {"n", "source", "title", "date", "start", "end", "quote", "encoding"}
             assert isinstance(c["n"], int) and isinstance(c["start"], int) and isinstance(c["end"], int)
             assert (MINI / c["source"]).read_text(encoding="utf-8")[c["start"]:c["end"]] == c["quote"]
         for p in r["passages"]:
-            assert set(p) == {"rank", "source", "start", "end", "score", "text"} and isinstance(p["score"], float)
+            assert set(p) == {"rank", "source", "start", "end", "score", "text", "encoding"} and isinstance(p["score"], float)
         assert set(r["timings_ms"]) == {"embed", "retrieve", "answer", "total"}
 
 
@@ -196,3 +196,39 @@ def test_our_question_set_is_exact():
             assert e in text, (q.id, e)
         for a in q.answers:
             assert a in text and any(a in e for e in q.evidence), (q.id, a)
+
+
+def test_untitled_squad_articles_keep_apart(tmp_path, monkeypatch):
+    """Sets of long papers carry `document_id` and no `title`: each article keeps its own id, and the
+    citations of the index built from them slice back to their own text."""
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    data = {"version": "v2.0", "data": [
+        {"document_id": "paper-7", "paragraphs": [{"context": "The Zephyr turbine spins at night.", "qas": [
+            {"id": "a", "question": "When does the Zephyr turbine spin?", "is_impossible": False,
+             "answers": [{"text": "at night", "answer_start": 25}]}]}]},
+        {"document_id": "paper-9", "paragraphs": [{"context": "The bakery oven came from Naples.", "qas": []}]},
+        {"paragraphs": [{"context": "Glacier ice melts every summer.", "qas": []}]},
+        {"paragraphs": [{"context": "The harbor parade drew visitors.", "qas": []}]},
+    ]}
+    path = tmp_path / "papers.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    ds = formats.load(path)
+    assert [d.doc_id for d in ds.documents] == ["paper-7/0", "paper-9/0", "article-2/0", "article-3/0"]
+    assert [d.title for d in ds.documents] == [None] * 4
+    assert ds.questions[0].source == "paper-7/0"
+    e = KeywordEmbedder()
+    d, _ = run.prepare(ds, None, embedder=e)
+    a = Assistant.load(d, embedder=e).ask("When does the Zephyr turbine spin?")
+    doc = {x.doc_id: x for x in ds.documents}[a.citations[0].doc_id]
+    assert a.citations[0].doc_id == "paper-7/0" and doc.text[a.citations[0].start:a.citations[0].end] == a.citations[0].quote
+
+
+def test_two_documents_with_one_id_are_refused(tmp_path):
+    from rag.errors import DuplicateDocumentId
+    from rag.ingest import parse
+    from rag.pipeline import build
+
+    docs = [parse("The Zephyr turbine spins.", "same/0"), parse("The bakery oven is hot.", "same/0")]
+    with pytest.raises(DuplicateDocumentId, match="2 documents share the id 'same/0'"):
+        build(index_dir=tmp_path / "idx", documents=docs, embedder=KeywordEmbedder())
+    assert not (tmp_path / "idx" / "CURRENT").exists()

@@ -79,12 +79,21 @@ def test_renamed_file_reuses_its_vectors(built):
     assert embedder.embedded == [] and report.reused == 3
 
 
-def test_only_the_current_generation_is_kept(built):
+def test_renaming_txt_to_md_embeds_again_what_reads_differently(built):
+    """Markdown is parsed differently ("#" marks a title, "https://…" lines, …): vectors are reused
+    only for texts that would embed exactly the same."""
     corpus, idx_dir, embedder = built
-    (corpus / "new.txt").write_text("Fresh news\n\nA harbor ferry sank.\n")
+    (corpus / "notes.txt").write_text("# Harbor notes\n\nThe harbor parade drew visitors.\n", encoding="utf-8")
     build([corpus], idx_dir, embedder=embedder)
-    gens = sorted(p.name for p in idx_dir.iterdir() if p.name.startswith("gen-"))
-    assert gens == ["gen-000002"] and (idx_dir / "CURRENT").read_text().strip() == "gen-000002"
+    os.rename(corpus / "notes.txt", corpus / "notes.md")
+    embedder.embedded.clear()
+    report = build([corpus], idx_dir, embedder=embedder)
+    assert report.added == ["notes.md"] and report.removed == ["notes.txt"] and report.reused == 3
+    # As .txt "# Harbor notes" was a body line; as .md it is the title, prepended to the passage.
+    assert embedder.embedded == ["Harbor notes\nThe harbor parade drew visitors.", "The harbor parade drew visitors."]
+    idx = storage.load(idx_dir)
+    doc = idx.document("notes.md")
+    assert doc.title == "Harbor notes"
 
 
 def test_failed_write_leaves_previous_index_answering(built, monkeypatch):
@@ -166,3 +175,128 @@ def test_no_pickle_in_the_index(built):
         assert arr.dtype != object
     assert sorted(p.name for p in g.iterdir()) == ["bm25", "chunk_vectors.npy", "chunks.npy", "dense.faiss",
                                                    "docs.jsonl", "manifest.json", "sentence_vectors.npy", "sentences.npy"]
+
+
+# Every character str.splitlines() breaks a line at (see the str.splitlines docs), "\n" aside.
+LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def test_text_with_every_line_separator_survives_build_reload_reindex_and_rebuild(built):
+    corpus, idx_dir, embedder = built
+    text = ("Separator Times\n\nThe harbor parade drew visitors." + "".join(
+        f" Line {i} of the glacier report{ch}ends here." for i, ch in enumerate(LINE_BREAKS)) + "\n")
+    (corpus / "odd.txt").write_bytes(text.encode("utf-8"))
+    build([corpus], idx_dir, embedder=embedder)
+    assert storage.load(idx_dir).document("odd.txt").text == text
+
+    (corpus / "new.txt").write_text("Fresh news\n\nA harbor ferry sank.\n", encoding="utf-8")
+    embedder.embedded.clear()
+    report = build([corpus], idx_dir, embedder=embedder)  # reads the previous docs.jsonl to reuse vectors
+    assert report.added == ["new.txt"] and report.reused == 4
+    assert embedder.embedded == ["Fresh news\nA harbor ferry sank.", "A harbor ferry sank."]
+    assert storage.load(idx_dir).document("odd.txt").text == text
+
+    build([corpus], idx_dir, embedder=embedder, rebuild=True)
+    index = storage.load(idx_dir)
+    assert index.document("odd.txt").text == text and len(index.docs) == 5
+
+
+def _gens(idx_dir):
+    return sorted(p.name for p in idx_dir.iterdir() if p.name.startswith("gen-"))
+
+
+def test_the_previous_generation_is_kept_and_older_ones_and_leftovers_removed(built):
+    corpus, idx_dir, embedder = built
+    (idx_dir / "gen-000009.tmp").mkdir()  # a build killed while writing
+    (corpus / "new.txt").write_text("Fresh news\n\nA harbor ferry sank.\n")
+    build([corpus], idx_dir, embedder=embedder)
+    assert _gens(idx_dir) == ["gen-000001", "gen-000002"] and (idx_dir / "CURRENT").read_text().strip() == "gen-000002"
+    # a reader that read CURRENT just before the swap still finds every file of its generation
+    old = storage.read_manifest(idx_dir, idx_dir / "gen-000001")[0]
+    assert old.name == "gen-000001"
+    (corpus / "new.txt").write_text("Fresh news\n\nA harbor ferry sank at noon.\n")
+    build([corpus], idx_dir, embedder=embedder)
+    assert _gens(idx_dir) == ["gen-000002", "gen-000003"]
+
+
+def test_a_reader_whose_generation_is_collected_mid_load_retries_the_new_one(built, monkeypatch):
+    corpus, idx_dir, embedder = built
+    real = storage.read_manifest
+    state = {"swapped": False}
+
+    def read_then_two_builds_finish(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if not state["swapped"]:
+            state["swapped"] = True  # two builds land between reading CURRENT and reading the files
+            for text in ("A harbor ferry sank.", "A harbor ferry sank at noon."):
+                (corpus / "new.txt").write_text(f"Fresh news\n\n{text}\n")
+                build([corpus], idx_dir, embedder=embedder)
+        return result
+
+    monkeypatch.setattr(storage, "read_manifest", read_then_two_builds_finish)
+    index = storage.load(idx_dir)
+    assert not (idx_dir / "gen-000001").exists()
+    assert index.directory.name == "gen-000003" and "new.txt" in index.doc_pos
+
+
+def test_a_damaged_generation_is_not_retried_when_current_did_not_move(built, monkeypatch):
+    corpus, idx_dir, embedder = built
+    calls = []
+    real = storage.read_manifest
+    monkeypatch.setattr(storage, "read_manifest", lambda *a, **k: calls.append(a) or real(*a, **k))
+    os.remove(storage.current_generation(idx_dir) / "docs.jsonl")
+    with pytest.raises(IndexCorrupt, match="docs.jsonl is missing"):
+        storage.load(idx_dir)
+    assert len(calls) == 1
+
+
+def test_a_dropped_index_is_freed_without_the_cycle_collector(built):
+    import gc
+    import weakref
+
+    corpus, idx_dir, embedder = built
+    gc.collect()
+    gc.disable()
+    try:
+        index = storage.load(idx_dir)
+        assert index.sentence_terms(0) == frozenset(["zephyr", "dynam", "maker", "wind", "turbin", "base", "lakeview"])
+        assert index.sentence_terms(0) is index.sentence_terms(0)  # memoised
+        ref = weakref.ref(index)
+        del index
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+def test_sentence_terms_cache_is_bounded(built, monkeypatch):
+    corpus, idx_dir, embedder = built
+    from rag.text import tokenize
+
+    monkeypatch.setattr(storage, "SENTENCE_TERMS_CACHE", 4)
+    index = storage.load(idx_dir)
+    for row in range(len(index.sentences)):
+        assert index.sentence_terms(row) == frozenset(tokenize(index.sentence_text(row)))
+    assert len(index._terms) == 4
+
+
+@pytest.mark.parametrize("key, value, recorded", [("tokenizer", -1, "tokenizer version -1"),
+                                                   ("splitter", 99, "sentence splitter version 99")])
+def test_an_index_from_another_tokenizer_or_splitter_must_be_rebuilt(built, key, value, recorded):
+    from rag.errors import IndexOutdated
+
+    corpus, idx_dir, embedder = built
+    gen = storage.current_generation(idx_dir)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    # manifest.json is not in its own size list, so editing it passes the size check
+    assert "manifest.json" not in manifest["files"]
+    manifest[key] = value
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexOutdated) as e:
+        Assistant.load(idx_dir, embedder=embedder)
+    message = str(e.value)
+    ours = storage.TOKENIZER_VERSION if key == "tokenizer" else storage.SPLITTER_VERSION
+    assert message == (f"The index at {idx_dir} was built with {recorded}, but this version of rag uses version {ours}: "
+                       f"rebuild it with `rag index --rebuild --index-dir {idx_dir}`")
+    assert isinstance(e.value, IndexCorrupt)  # callers that rebuild a damaged index rebuild this one too
+    build([corpus], idx_dir, embedder=embedder, rebuild=True)
+    assert len(storage.load(idx_dir)) == 7
