@@ -1,5 +1,8 @@
+import shutil
+
 import pytest
 
+from conftest import MINI
 from fakes import KeywordEmbedder
 from rag.errors import RagError
 from rag.pipeline import Assistant, build
@@ -69,3 +72,44 @@ def test_serving_beyond_loopback_needs_auth(monkeypatch):
     monkeypatch.delenv("RAG_AUTH", raising=False)
     with pytest.raises(RagError, match="Refusing to serve on 0.0.0.0 without authentication"):
         serve("0.0.0.0", 7999, "/nonexistent")
+
+
+def test_an_old_citation_is_marked_only_where_its_quote_still_is(tmp_path):
+    e = KeywordEmbedder()
+    corpus = tmp_path / "c"
+    shutil.copytree(MINI, corpus)
+    alpha = corpus / "alpha.txt"
+    original = alpha.read_text(encoding="utf-8")
+
+    def index_of(text: str | None):
+        if text is None:
+            alpha.unlink()
+        else:
+            alpha.write_text(text, encoding="utf-8")
+        build([corpus], tmp_path / "i", embedder=e)
+        return Assistant.load(tmp_path / "i", embedder=e).index
+
+    index_of(original)
+    a = Assistant.load(tmp_path / "i", embedder=e)
+    c = a.ask("Where is Zephyr Dynamics based?").citations[0]
+    quote = "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview."
+    assert (c.doc_id, c.quote) == ("alpha.txt", quote)
+    cited = (c.doc_id, c.start, c.end, c.quote)
+    mark = f'<mark id="rag-highlight" class="rag-quote">{quote}</mark>'
+    assert render.citation_html(a.index, *cited) == render.article_html(a.index, "alpha.txt", c.start, c.end)
+
+    # a paragraph added above it: the old offsets now cover other words, the quote is there once
+    moved = index_of(original.replace(quote, "Wind news from the coast.\n\n" + quote))
+    assert mark not in render.article_html(moved, "alpha.txt", c.start, c.end)  # what a bare offset lookup shows
+    page = render.citation_html(moved, *cited)
+    assert mark in page and page.count("<mark") == 1
+
+    changed_note = ('<div class="rag-note">This article has changed since the answer was given; ask again to cite '
+                    'its current text.</div>')
+    reworded = index_of(original.replace("is based in Lakeview", "moved to Rivertown"))
+    assert render.citation_html(reworded, *cited) == changed_note + render.article_html(reworded, "alpha.txt")
+    twice = index_of(original.replace(quote, "Wind news from the coast.\n\n" + quote + " " + quote))
+    assert render.citation_html(twice, *cited) == changed_note + render.article_html(twice, "alpha.txt")
+    gone = index_of(None)
+    assert render.citation_html(gone, *cited) == ('<div class="rag-article rag-missing">This article is no longer in the '
+                                                  'library; ask again to cite the articles it holds now.</div>')

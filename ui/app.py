@@ -90,11 +90,9 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
         progress(0.1, desc="Checking and indexing…")
         pairs = [(Path(f), Path(f).name) for f in (files if isinstance(files, list) else [files])]
         try:
-            added, problems = lib.add(pairs)
+            added, problems = lib.add(pairs, index=holder.assistant.index, after=holder.reload)
         except RagError as e:
             raise gr.Error(str(e)) from None
-        if added:
-            holder.reload()
         progress(1.0)
         lines = [f"Added {', '.join(added)}." if added else "Nothing was added."] + problems
         return (*table(), "\n\n".join(lines))
@@ -103,10 +101,9 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
         if not doc_id:
             raise gr.Error("Choose a document to remove.")
         try:
-            message = lib.remove(holder.assistant.index, doc_id)
+            message = lib.remove(holder.assistant.index, doc_id, after=holder.reload)
         except RagError as e:
             raise gr.Error(str(e)) from None
-        holder.reload()
         return (*table(), message)
 
     def respond(message: str, history: list[dict], k: float):
@@ -125,7 +122,8 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
         first = answer.citations[0] if answer.citations else None
         article = render.article_html(assistant.index, first.doc_id, first.start, first.end) if first else \
             render.article_html(assistant.index, answer.hits[0].chunk.doc_id) if answer.hits else ""
-        state = [(c.doc_id, c.start, c.end) for c in answer.citations]
+        # The quote too: the library may change before a citation is clicked (see render.citation_html).
+        state = [(c.doc_id, c.start, c.end, c.quote) for c in answer.citations]
         return (history, "", render.sources_html(answer, assistant.index), render.details_html(answer),
                 gr.update(choices=choices, value=choices[0][1] if choices else None), article, state)
 
@@ -135,8 +133,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
         n = int(choice) - 1
         if not 0 <= n < len(state):
             return render.article_html(holder.assistant.index, None)
-        doc_id, start, end = state[n]
-        return render.article_html(holder.assistant.index, doc_id, start, end)
+        return render.citation_html(holder.assistant.index, *state[n])
 
     def api_ask(question: str) -> dict:
         try:

@@ -3,23 +3,35 @@
 Uploads are written only inside the library folder, under a sanitised name; the index then gets the
 library folder as one more source. Removing a library file deletes that copy; removing a document from
 another source only keeps it out of the index (the user's file is never deleted).
+
+Every change ends in one of two states: done (an added file is indexed and listed, a removed one is
+gone from both), or refused with a message and the library folder and the index as they were.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from rag.errors import DocumentNotFound, RagError
 from rag.ingest import decode
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 ALLOWED = (".txt", ".md")
+TRASH_PREFIX = ".removing-"  # a file being removed waits under this hidden name, which discover() skips
 
 
 class UploadRejected(RagError):
     pass
+
+
+class UpdateFailed(RagError):
+    """Indexing or reloading failed; the library folder and the index were put back as they were."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +57,9 @@ def safe_name(name: str) -> str:
     return base if dot and stem else f"{base}.txt"
 
 
-def check_upload(path: Path, name: str) -> None:
-    """Raises UploadRejected unless ``path`` is a text article of an allowed type and size."""
+def check_upload(path: Path, name: str) -> str:
+    """The decoded text of ``path``. Raises UploadRejected unless it is a text article of an allowed
+    type and size with something besides blank space in it."""
     if not name.lower().endswith(ALLOWED):
         raise UploadRejected(f"{name}: only .txt and .md files can be added")
     size = path.stat().st_size
@@ -55,13 +68,20 @@ def check_upload(path: Path, name: str) -> None:
     if size == 0:
         raise UploadRejected(f"{name}: the file is empty")
     try:
-        decode(path.read_bytes())
+        text, _ = decode(path.read_bytes())
     except UnicodeError:
         raise UploadRejected(f"{name}: this is not a text file") from None
+    if not text.strip():
+        raise UploadRejected(f"{name}: the file has no text in it, only blank space")
+    return text
 
 
 def place(library: Path, upload: Path, name: str) -> Path:
-    """Copy a checked upload into ``library`` under a fresh, sanitised name; returns the new path."""
+    """Copy a checked upload into ``library`` under a fresh, sanitised name; returns the new path.
+
+    Raises:
+        UploadRejected: the name is unusable, or the copy failed (no partial copy is left).
+    """
     library.mkdir(parents=True, exist_ok=True)
     name = safe_name(name)
     stem, _, ext = name.rpartition(".")
@@ -72,8 +92,26 @@ def place(library: Path, upload: Path, name: str) -> Path:
         n += 1
     if target.resolve().parent != library.resolve():
         raise UploadRejected(f"{name}: not a valid file name")
-    shutil.copyfile(upload, target)
+    try:
+        shutil.copyfile(upload, target)
+    except OSError as e:
+        target.unlink(missing_ok=True)
+        raise UploadRejected(f"{name}: could not be saved in the library ({e.strerror or e})") from None
     return target
+
+
+def skip_reason(warnings: list[str], path: Path) -> str:
+    """Why the build left ``path`` out, from its report's warnings ("<path>: skipped, <reason>")."""
+    prefixes = {f"{path}: ", f"{path.resolve()}: "}
+    mine = [w[len(p):] for w in warnings for p in prefixes if w.startswith(p)]
+    for reason in [w for w in mine if w.startswith("skipped")] or mine[-1:]:
+        return reason.removeprefix("skipped").lstrip(", ") or reason
+    return "the index did not take it in"
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) if isinstance(error, RagError) else f"{type(error).__name__}: {error}".rstrip(": ")
+    return " ".join(text.split())
 
 
 class Library:
@@ -81,6 +119,25 @@ class Library:
         self.index_dir = Path(index_dir)
         self.library_dir = Path(library_dir)
         self.embedder = embedder
+        # One change at a time: a failed change is undone before the next one starts.
+        self._lock = threading.Lock()
+        self._recover()
+
+    def _recover(self) -> None:
+        """Finish removals a killed server left half done: a file set aside while the index still
+        lists it goes back in place; one the index no longer lists is deleted."""
+        if not self.library_dir.is_dir():
+            return
+        try:
+            listed = {str(Path(v["path"]).resolve()) for v in self._indexed().values() if v.get("path")}
+        except (RagError, OSError):
+            return
+        for trash in self.library_dir.glob(TRASH_PREFIX + "*"):
+            original = trash.with_name(trash.name[len(TRASH_PREFIX):])
+            if str(original.resolve()) in listed and not original.exists():
+                os.replace(trash, original)
+            else:
+                trash.unlink(missing_ok=True)
 
     def sources(self) -> list[str]:
         from rag.index import read_manifest
@@ -91,40 +148,150 @@ class Library:
         lib = str(self.library_dir.resolve())
         return sources if lib in sources else [*sources, lib]
 
-    def add(self, uploads: list[tuple[Path, str]]) -> tuple[list[str], list[str]]:
-        """(names added, one message per rejected file). Re-indexes once for all accepted files."""
+    def _indexed(self) -> dict[str, dict]:
+        """doc_id -> {"sha256", "path"} of what the index holds now."""
+        from rag.index import read_manifest
+
+        return dict(read_manifest(self.index_dir)[1].get("documents") or {})
+
+    def _build(self, **kwargs):
         from rag.pipeline import build
 
-        added, problems, placed = [], [], []
-        for path, name in uploads:
-            try:
-                check_upload(path, name)
-                placed.append(place(self.library_dir, path, name))
-                added.append(placed[-1].name)
-            except UploadRejected as e:
-                problems.append(str(e))
-        if placed:
-            try:
-                build(self.sources(), self.index_dir, embedder=self.embedder, lock_timeout=300)
-            except Exception:
-                for p in placed:  # the index did not change: do not leave files it does not hold
-                    p.unlink(missing_ok=True)
-                raise
-        return added, problems
+        return build(self.sources(), self.index_dir, embedder=self.embedder, lock_timeout=300, **kwargs)
 
-    def remove(self, index, doc_id: str) -> str:
-        """Take ``doc_id`` out of the index; returns a message for the user."""
-        from rag.pipeline import build
+    def _restore(self) -> BaseException | None:
+        """Re-index what the folders hold now (the change undone); the error if that failed too."""
+        try:
+            self._build()
+        except Exception as e:
+            return e
+        return None
 
-        doc = index.document(doc_id) if isinstance(doc_id, str) else None
-        if doc is None:
-            raise DocumentNotFound(str(doc_id))
-        if len(index.docs) == 1:
-            raise RagError("This is the last document; add another before removing it")
-        path = Path(doc.path).resolve() if doc.path else None
-        if path is not None and path.parent == self.library_dir.resolve():
-            path.unlink(missing_ok=True)
-            build(self.sources(), self.index_dir, embedder=self.embedder, lock_timeout=300)
-            return f"Removed {doc_id} and deleted its copy in the library."
-        build(self.sources(), self.index_dir, embedder=self.embedder, lock_timeout=300, remove=[str(path)] if path else [])
-        return f"Removed {doc_id} from the index (the file itself is untouched)."
+    def _failed(self, action: str, step: str, error: BaseException, restore_error: BaseException | None,
+                kept: str) -> UpdateFailed:
+        message = f"Could not {action}: {step} failed ({_describe(error)})."
+        if restore_error is None:
+            return UpdateFailed(f"{message} {kept}; try again.")
+        return UpdateFailed(f"{message} Putting the index back failed too ({_describe(restore_error)}): "
+                            f"run `rag index --index-dir {self.index_dir}` before asking.")
+
+    def add(self, uploads: list[tuple[Path, str]], index=None,
+            after: Callable[[], None] | None = None) -> tuple[list[str], list[str]]:
+        """(doc_ids added, one message per file not added). Re-indexes once for all accepted files.
+
+        A file whose text is already indexed (the same bytes, or the same text as a document of
+        ``index``) or repeats an earlier file of ``uploads`` is refused before it is copied. After the
+        build, only files the index really holds count as added; the others are deleted, with the
+        build's reason. ``after`` runs once the index holds the uploads (the page reloads there).
+
+        Raises:
+            UpdateFailed: the build or ``after`` failed; the uploads were deleted and the index rebuilt
+                without them.
+        """
+        with self._lock:
+            problems: list[str] = []
+            placed: list[tuple[Path, str]] = []
+            known = {v.get("sha256"): doc_id for doc_id, v in self._indexed().items()}
+            texts = {d.text: d.doc_id for d in index.docs} if index is not None else {}
+            batch_digests: dict[str, str] = {}  # of the uploads accepted so far -> their names
+            batch_texts: dict[str, str] = {}
+            for path, name in uploads:
+                try:
+                    text = check_upload(path, name)
+                    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                    # Ingest keeps one file per sha256: a copy could displace the indexed original.
+                    same = known.get(digest) or texts.get(text)
+                    if same is not None:
+                        raise UploadRejected(f"{name}: same text as {same}, which is already in the library")
+                    earlier = batch_digests.get(digest) or batch_texts.get(text)
+                    if earlier is not None:
+                        raise UploadRejected(f"{name}: same text as {earlier}, added just before it")
+                    placed.append((place(self.library_dir, path, name), name))
+                    batch_digests[digest] = batch_texts[text] = name
+                except UploadRejected as e:
+                    problems.append(str(e))
+            if not placed:
+                return [], problems
+            names = ", ".join(name for _, name in placed)
+            try:
+                report = self._build()
+                by_path = {str(Path(v["path"]).resolve()): doc_id for doc_id, v in self._indexed().items() if v.get("path")}
+            except Exception as e:
+                raise self._undo_add(placed, names, "indexing", e) from None
+            added, kept = [], []
+            for target, name in placed:
+                doc_id = by_path.get(str(target.resolve()))
+                if doc_id is None:
+                    target.unlink(missing_ok=True)  # the index does not hold it: the page could not list or remove it
+                    problems.append(f"{name}: not added, {skip_reason(report.warnings, target)}")
+                else:
+                    added.append(doc_id)
+                    kept.append((target, name))
+            if added and after is not None:
+                try:
+                    after()
+                except Exception as e:
+                    raise self._undo_add(kept, ", ".join(n for _, n in kept), "reloading the index", e) from None
+            return added, problems
+
+    def _undo_add(self, placed: list[tuple[Path, str]], names: str, step: str, error: BaseException) -> UpdateFailed:
+        for target, _ in placed:
+            target.unlink(missing_ok=True)
+        return self._failed(f"add {names}", step, error, self._restore(), "Nothing was added")
+
+    def remove(self, index, doc_id: str, after: Callable[[], None] | None = None) -> str:
+        """Take ``doc_id`` out of the index; returns a message for the user. ``after`` runs once the
+        index no longer holds it (the page reloads there).
+
+        Raises:
+            DocumentNotFound, RagError: not in the index, or the last document.
+            UpdateFailed: the build or ``after`` failed; the document is back in the index (and its
+                library copy back in place).
+        """
+        with self._lock:
+            doc = index.document(doc_id) if isinstance(doc_id, str) else None
+            if doc is None:
+                raise DocumentNotFound(str(doc_id))
+            if len(index.docs) == 1:
+                raise RagError("This is the last document; add another before removing it")
+            path = Path(doc.path).resolve() if doc.path else None
+            step = "indexing"
+            if path is not None and path.parent == self.library_dir.resolve():
+                # Moved aside, not deleted, until the index no longer holds it: a failure puts it back.
+                trash = path.with_name(TRASH_PREFIX + path.name)
+                moved = path.exists()
+                if moved:
+                    os.replace(path, trash)
+                try:
+                    self._build()
+                    step = "reloading the index"
+                    if after is not None:
+                        after()
+                except Exception as e:
+                    if moved:
+                        os.replace(trash, path)
+                    raise self._failed(f"remove {doc_id}", step, e, self._restore(),
+                                       f"{doc_id} is still in the library") from None
+                trash.unlink(missing_ok=True)
+                return f"Removed {doc_id} and deleted its copy in the library."
+            try:
+                self._build(remove=[str(path)] if path else [])
+                step = "reloading the index"
+                if after is not None:
+                    after()
+            except Exception as e:
+                raise self._failed(f"remove {doc_id}", step, e, self._unexclude(path),
+                                   f"{doc_id} is still in the library") from None
+            return f"Removed {doc_id} from the index (the file itself is untouched)."
+
+    def _unexclude(self, path: Path | None) -> BaseException | None:
+        """Undo a removal of a file outside the library: take it off the exclusion list, re-index."""
+        from rag import index as storage
+
+        try:
+            if path is not None:
+                with storage.BuildLock(self.index_dir, timeout=300):
+                    storage.write_excluded(self.index_dir, storage.read_excluded(self.index_dir) - {str(path)})
+        except Exception as e:
+            return e
+        return self._restore()

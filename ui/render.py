@@ -69,6 +69,26 @@ def article_html(index, doc_id: str | None, start: int | None = None, end: int |
     return f'<div class="rag-article">{head}<div class="rag-article-text">{body}</div></div>'
 
 
+ARTICLE_GONE = "This article is no longer in the library; ask again to cite the articles it holds now."
+ARTICLE_CHANGED = "This article has changed since the answer was given; ask again to cite its current text."
+
+
+def citation_html(index, doc_id: str | None, start: int, end: int, quote: str) -> str:
+    """The article of a citation made earlier, against ``index`` as it is now. The library may have
+    changed since: the quote is marked only where the text still holds it (at its offsets, or else
+    at its one occurrence); otherwise a note says so rather than marking other words."""
+    doc = index.document(doc_id) if isinstance(doc_id, str) else None
+    if doc is None:
+        return f'<div class="rag-article rag-missing">{_esc(ARTICLE_GONE)}</div>'
+    text = doc.text
+    if text[start:end] != quote:
+        at = text.find(quote) if quote else -1
+        if at < 0 or text.find(quote, at + 1) >= 0:
+            return f'<div class="rag-note">{_esc(ARTICLE_CHANGED)}</div>' + article_html(index, doc_id)
+        start, end = at, at + len(quote)
+    return article_html(index, doc_id, start, end)
+
+
 def details_html(answer: Answer) -> str:
     """Retrieval details: the query searched, each passage's ranks and fused score, timings."""
     rows = "".join(
@@ -102,6 +122,7 @@ CSS = """
 .rag-label { font-weight: 700; color: #1d4ed8; }
 .rag-meta { font-size: 0.85em; color: #6b7280; margin: 2px 0 6px; overflow-wrap: anywhere; }
 .rag-text, .rag-article-text { white-space: pre-wrap; line-height: 1.5; overflow-wrap: anywhere; }
+.rag-note { font-weight: 600; color: #92400e; margin-bottom: 6px; }
 mark.rag-quote { background: #fde68a; padding: 1px 2px; border-radius: 3px; }
 .rag-article { max-height: 520px; overflow-y: auto; }
 .rag-details table { width: 100%; border-collapse: collapse; font-size: 0.85em; }

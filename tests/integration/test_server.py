@@ -47,6 +47,16 @@ def test_upload_is_cited_and_removal_makes_it_disappear(tmp_path, seed_index, la
         assert status == "Added wuhu_robots.txt."
         assert "wuhu_robots.txt" in [row[0] for row in table["data"]]
         assert (tmp_path / "library" / "wuhu_robots.txt").is_file()  # kept beside the index, never elsewhere
+        # what the index would not hold is refused, and nothing of it is left in the library
+        blank = tmp_path / "blank.txt"
+        blank.write_text(" \n\n", encoding="utf-8")
+        copy = tmp_path / "000_000.txt"  # sorts before the seed it copies
+        copy.write_bytes((SEEDS / "000_27760e3598894cce.txt").read_bytes())
+        table, _, status = c.predict([handle_file(str(blank)), handle_file(str(copy))], api_name="/upload")
+        assert status == ("Nothing was added.\n\nblank.txt: the file has no text in it, only blank space\n\n"
+                          "000_000.txt: same text as 000_27760e3598894cce.txt, which is already in the library")
+        assert sorted(p.name for p in (tmp_path / "library").iterdir()) == ["wuhu_robots.txt"]
+        assert "000_27760e3598894cce.txt" in [row[0] for row in table["data"]]
         d = c.predict(question, api_name="/ask")
         assert d["citations"][0]["source"] == "wuhu_robots.txt" and "200 robot makers" in d["answer"]
         _, _, status = c.predict("wuhu_robots.txt", api_name="/remove")
