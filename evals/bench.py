@@ -173,14 +173,21 @@ def _serve_ready(index_dir: Path) -> float:
 
 # ------------------------------------------------------------------------------------------ 5. load
 
-def bench_throughput(index_dir: Path, levels=(1, 4, 16), per_level: int = 48) -> dict:
-    """Questions per second answered by a running server with 1, 4 and 16 concurrent callers
-    (evals/load.py, which also checks every answer against a sequential one)."""
+THROUGHPUT_LEVELS = ((1, 48), (4, 48), (16, 48), (32, 256))  # (concurrent callers, questions)
+MISMATCH_LOG = "throughput-mismatches.jsonl"
+
+
+def bench_throughput(index_dir: Path, out_dir: Path, levels=THROUGHPUT_LEVELS) -> dict:
+    """Questions per second answered by a running server at each level of concurrent callers
+    (evals/load.py, which also checks every answer against a sequential one). Each error and each
+    answer differing from the sequential one goes, in full, to ``out_dir/throughput-mismatches.jsonl``."""
     from evals.load import run as load
 
+    log = out_dir / MISMATCH_LOG
+    log.write_text("", encoding="utf-8")
     proc, url, _ = _start_server(index_dir)
     try:
-        return {str(level): load(url, clients=level, count=per_level) for level in levels}
+        return {str(clients): load(url, clients=clients, count=count, log=log) for clients, count in levels}
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -316,8 +323,7 @@ def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None, only
         steps = [("latency", lambda: bench_latency(index_dir, repeats=1 if quick else 3, limit=20 if quick else None)),
                  ("build", lambda: bench_build(copies=1 if quick else 4)),
                  ("startup", lambda: bench_startup(index_dir, runs=1 if quick else 3)),
-                 ("throughput", lambda: bench_throughput(index_dir, per_level=8 if quick else 48,
-                                                         levels=(1, 4) if quick else (1, 4, 16))),
+                 ("throughput", lambda: bench_throughput(index_dir, out_dir, ((1, 8), (4, 8)) if quick else THROUGHPUT_LEVELS)),
                  ("scale", lambda: bench_scale(sizes))]
         for name, step in steps:
             if only and name not in only:
@@ -350,10 +356,18 @@ def markdown(r: dict) -> str:
                      f"{row['rss_gb']:.2f} | {row['retrieve_p50_ms']:.2f} / {row['retrieve_p95_ms']:.2f} | {row['recall_at_10']:.3f} |")
     lines += ["", "Vectors are synthetic unit vectors around 2,048 random topics and BM25 runs over Zipf-distributed "
               "term ids; retrieval excludes the query encode.", "", "## Throughput (server, `ask` API)", "",
-              "| concurrent callers | questions/s | p50 ms | p95 ms | errors | answers differing from sequential |",
-              "|---|---|---|---|---|---|"]
+              "| concurrent callers | questions | questions/s | p50 ms | p95 ms | errors | answers differing from sequential |",
+              "|---|---|---|---|---|---|---|"]
     for level, row in r["throughput"].items():
-        lines.append(f"| {level} | {row['qps']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['errors']} | {row['mismatches']} |")
+        lines.append(f"| {level} | {row['questions']} | {row['qps']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | "
+                     f"{row['errors']} | {row['mismatches']} |")
+    bad = [(level, row) for level, row in r["throughput"].items() if row["errors"] or row["mismatches"]]
+    for level, row in bad:
+        lines.append(f"\n**{level} callers: {row['errors']} errors, {row['mismatches']} answers differing from the sequential "
+                     f"ones** (first: {'; '.join(row['first_errors'] + row['first_mismatches'])}); each is logged in full "
+                     f"in `{MISMATCH_LOG}`.")
+    if not bad:
+        lines.append(f"\nEvery concurrent answer matched the sequential one; `{MISMATCH_LOG}` is empty.")
     return "\n".join(lines) + "\n"
 
 

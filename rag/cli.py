@@ -199,9 +199,16 @@ def cmd_bench(args) -> int:
     results = bench.run(Path(args.out), quick=args.quick, sizes=sizes, only=only)
     if only:
         print(json.dumps({k: results[k] for k in only}, indent=1))
-        return 0
-    print(bench.markdown(results))
-    print(f"Written to {args.out}/bench.json and bench.md")
+    else:
+        print(bench.markdown(results))
+        print(f"Written to {args.out}/bench.json and bench.md")
+    # A concurrent answer that errs or differs from the sequential one is a defect, not a figure.
+    rows = results.get("throughput") or {}
+    bad = sum(row.get("errors", 0) + row.get("mismatches", 0) for row in rows.values() if isinstance(row, dict))
+    if bad:
+        print(f"rag: {bad} concurrent answers failed or differed from the sequential ones; see "
+              f"{args.out}/throughput-mismatches.jsonl", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,14 +1,13 @@
 import json
+import math
 
+import numpy as np
 import pytest
 
 from conftest import MINI
-from fakes import KeywordEmbedder
 from rag.config import Settings
 from rag.errors import EmptyQuestion
-from rag.pipeline import Assistant, build, contextualize
-
-
+from rag.pipeline import Assistant, contextualize
 
 
 def check_citations(mini_assistant, answer):
@@ -45,12 +44,31 @@ def test_off_topic_question_abstains_but_keeps_passages(mini_assistant):
     assert d["abstained"] is True and d["answer"] == "" and d["citations"] == [] and len(d["passages"]) == 5
 
 
-def test_boilerplate_is_never_cited(mini_assistant):
-    for q in ["Copyright example.com About us Contact us", "App", "Photo Jane Doe GT turbine blade",
-              "Harbor parade draws crowds Parade Harbor"]:
-        a = mini_assistant.ask(q)
-        for c in a.citations:
-            assert "Copyright" not in c.quote and "Photo:" not in c.quote and " | " not in c.quote and c.quote != "App"
+@pytest.fixture(scope="module")
+def answers_everything(mini_assistant):
+    """The mini corpus with no abstention, so every question is answered and what it cites shows."""
+    return Assistant(mini_assistant.index, mini_assistant.embedder, Settings(abstain_below=0.0))
+
+
+@pytest.mark.parametrize("q, cited", [
+    # each question repeats a boilerplate line (footer, lone "App", photo caption, repeated headline)
+    # word for word, so that line would be the best match were it a candidate; a body sentence is cited
+    ("Copyright example.com About us Contact us", None),
+    ("App", None),
+    ("Photo Jane Doe GT turbine blade", "The new plant will build 400 turbines a year."),
+    ("Workers assemble a turbine blade in Lakeview", "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview."),
+    ("Harbor parade draws crowds Parade Harbor", "The harbor parade drew 30,000 visitors on Sunday."),
+])
+def test_boilerplate_is_never_cited(answers_everything, q, cited):
+    a = answers_everything.ask(q)
+    assert not a.abstained and a.citations
+    if cited:
+        assert a.citations[0].quote == cited
+    for c in a.citations:
+        doc = answers_everything.index.document(c.doc_id)
+        assert not [b for b in doc.blocks if b.kind != "body" and b.start < c.end and c.start < b.end]
+        assert "Copyright" not in c.quote and "Photo:" not in c.quote and " | " not in c.quote and c.quote != "App"
+    check_citations(answers_everything, a)
 
 
 def test_numbers_are_told_apart(mini_assistant):
@@ -61,8 +79,8 @@ def test_numbers_are_told_apart(mini_assistant):
 def test_schema_is_exact(mini_assistant):
     d = mini_assistant.ask("harbor parade visitors", k=3).to_dict()
     assert list(d) == ["question", "answer", "abstained", "citations", "passages", "timings_ms"]
-    assert list(d["citations"][0]) == ["n", "source", "title", "date", "start", "end", "quote"]
-    assert list(d["passages"][0]) == ["rank", "source", "start", "end", "score", "text"]
+    assert list(d["citations"][0]) == ["n", "source", "title", "date", "start", "end", "quote", "encoding"]
+    assert list(d["passages"][0]) == ["rank", "source", "start", "end", "score", "text", "encoding"]
     assert list(d["timings_ms"]) == ["embed", "retrieve", "answer", "total"]
     assert [p["rank"] for p in d["passages"]] == [1, 2, 3]
     assert d["citations"][0]["source"] == "sub/gamma.txt"
@@ -81,11 +99,21 @@ def test_k_limits_passages(mini_assistant):
     assert len(mini_assistant.ask("glacier", k=100).hits) == 7  # the whole corpus has 7 passages
 
 
-def test_threshold_controls_abstention(tmp_path):
-    embedder = KeywordEmbedder()
-    build([MINI], tmp_path / "i", embedder=embedder)
-    strict = Assistant.load(tmp_path / "i", embedder=embedder, settings=Settings(abstain_below=2.0))
-    assert strict.ask("Where is Zephyr Dynamics based?").abstained
+def test_abstention_flips_exactly_at_the_threshold(mini_assistant):
+    q = "Where is Zephyr Dynamics based?"
+    # [1] is "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview.": cosine 1/√3 (the question's
+    # one keyword, zephyr, against zephyr + turbine + lakeview), all three question terms (coverage 1),
+    # passage rank 1, and a place for "where": 0.6/√3 + 0.5·1 + 0.05/1 + 0.1 = 0.996410
+    score = mini_assistant.ask(q).confidence
+    assert score == pytest.approx(0.6 / math.sqrt(3) + 0.5 + 0.05 + 0.1, abs=1e-7)
+
+    def ask(threshold):
+        return Assistant(mini_assistant.index, mini_assistant.embedder, Settings(abstain_below=threshold)).ask(q)
+
+    at, above = ask(score), ask(float(np.nextafter(score, np.inf)))
+    assert not at.abstained and at.text == "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview. [1]"
+    assert above.abstained and above.text == "" and above.citations == () and len(above.hits) == 5
+    assert at.confidence == above.confidence == score
 
 
 def test_follow_up_carries_the_subject():

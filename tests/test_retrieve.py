@@ -62,21 +62,29 @@ def test_score_fusion_arithmetic():
     assert fused == pytest.approx({10: 0.5, 20: 0.75, 30: 0.0, 40: 0.0})
 
 
-@pytest.mark.parametrize("n, k", [(1, 5), (17, 5), (33, 40), (200, 7)])
-def test_faiss_matches_brute_force(tmp_path, n, k):
-    import faiss
+@pytest.mark.parametrize("n, k", [(1, 5), (17, 5), (33, 40), (201, 7), (57, 57)])
+def test_dense_search_is_exact_for_any_corpus_and_k(tmp_path, n, k):
+    """Through the project's index (build, make_vector_index, write, load) and DenseRetriever: the top
+    min(k, n) passages by inner product, in order, with their scores, also when k exceeds the corpus."""
+    from fakes import HashEmbedder
 
-    rng = np.random.default_rng(n)
-    vecs = rng.standard_normal((n, 24)).astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    q = rng.standard_normal(24).astype(np.float32)
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for i in range(n):
+        (corpus / f"d{i:03d}.txt").write_text(f"Report {i}\n\nThe survey counted {i} herons near the pier.\n")
+    emb = HashEmbedder(dim=24)
+    build([corpus], tmp_path / "idx", embedder=emb)
+    index = storage.load(tmp_path / "idx")
+    assert len(index) == n and index.manifest["faiss_index"] == "IndexFlatIP"
+    q = np.random.default_rng(n).standard_normal(24).astype(np.float32)
     q /= np.linalg.norm(q)
-    idx = faiss.IndexFlatIP(24)
-    idx.add(vecs)
-    scores, rows = idx.search(q[None], min(k, n))
-    brute = np.argsort(-(vecs @ q), kind="stable")[: min(k, n)]
-    assert rows[0].tolist() == brute.tolist()
-    assert np.allclose(scores[0], (vecs @ q)[brute], atol=1e-5)
+    exact = np.asarray(index.chunk_vectors) @ q
+    best = np.argsort(-exact, kind="stable")[:min(k, n)]
+    got = DenseRetriever(index, emb).search(q, k)
+    assert [r for r, _ in got] == best.tolist()
+    assert np.allclose([s for _, s in got], exact[best], atol=1e-5)
+    hits = DenseRetriever(index, emb).retrieve("herons near the pier", k)
+    assert len(hits) == min(k, n) and [h.dense_rank for h in hits] == list(range(1, min(k, n) + 1))
 
 
 class RetrieverContract:
@@ -130,8 +138,14 @@ def test_hybrid_reports_each_retrievers_rank(mini_index):
     assert hits[0].score == pytest.approx(2 / 61)
 
 
-def test_default_score_fusion_puts_the_double_winner_at_one(mini_index):
+def test_default_score_fusion_weighs_dense_and_bm25_equally(mini_index):
     index, emb = mini_index
-    hits = HybridRetriever(index, emb).retrieve("harbor parade", 2)
-    # top of both lists -> min-max 1.0 on each side: 0.3 * 1 + 0.7 * 1 = 1.0
-    assert hits[0].chunk.start == 360 and hits[0].score == pytest.approx(1.0)
+    hits = HybridRetriever(index, emb).retrieve("harbor parade", 4)
+    # Settings(): score fusion, 0.5 · min-max(dense) + 0.5 · min-max(BM25).
+    # dense (query harbor + parade): gamma@360 4/√18 = 0.9428, beta@48 2/√26 = 0.3922, beta@154 1/√18 = 0.2357,
+    #   the other four 0 -> normalised 1, 0.4160, 0.25, 0
+    # BM25: only gamma@360 (1.5670), beta@48 (0.4911) and beta@154 (0.3674) hold a term -> 1, 0.1031, 0
+    # fused: 0.5·1 + 0.5·1 = 1.0; 0.5·0.4160 + 0.5·0.1031 = 0.2596; 0.5·0.25 + 0.5·0 = 0.125; then a dense-only 0.5·0 = 0
+    assert starts(hits[:3]) == [("sub/gamma.txt", 360), ("beta.md", 48), ("beta.md", 154)]
+    assert [round(h.score, 4) for h in hits] == [1.0, 0.2596, 0.125, 0.0]
+    assert [(h.dense_rank, h.bm25_rank) for h in hits] == [(1, 1), (2, 2), (3, 3), (4, None)]
