@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install chromium index run test test-fast eval bench clean
+.PHONY: install chromium index run test test-fast eval train bench clean
 
 # Re-installs only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -30,6 +30,10 @@ run: index
 
 eval: index
 	$(BIN)/rag eval evals/questions.jsonl --index-dir $(INDEX_DIR) --report .rag/eval --predictions .rag/eval/predictions.jsonl
+
+# Rebuilds rag/models/answer_model.json from ../shared/benchmarks-dev and the tune split (see evals/train.py).
+train: install
+	$(BIN)/python -m evals.train
 
 bench: install
 	$(BIN)/rag bench --out .rag/bench

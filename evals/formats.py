@@ -30,6 +30,7 @@ class Question:
     type: str | None = None
     split: str | None = None
     relevant: dict[str, int] = field(default_factory=dict)  # BEIR qrels: doc id -> grade
+    article: str | None = None  # the document a question was written about, answerable or not (SQuAD)
 
     @property
     def answerable(self) -> bool:
@@ -147,5 +148,6 @@ def load_squad(p: Path, data: dict) -> Dataset:
                 impossible = bool(qa.get("is_impossible"))
                 answers = () if impossible else tuple(dict.fromkeys(a["text"] for a in qa.get("answers", [])))
                 questions.append(Question(id=qa["id"], question=qa["question"], answers=answers,
-                                          source=None if impossible else doc_id, type="impossible" if impossible else "answerable"))
+                                          source=None if impossible else doc_id, type="impossible" if impossible else "answerable",
+                                          article=doc_id))
     return Dataset("squad", p, questions, docs, _hash_files(p))

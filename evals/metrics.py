@@ -1,10 +1,11 @@
-"""Answer and abstention metrics, each a pure function of predictions and gold data.
+"""Answer, abstention and calibration metrics, each a pure function of predictions and gold data.
 
 Answer normalisation follows the official SQuAD v1.1 evaluation script: lower case, drop punctuation
 and the articles a/an/the, collapse whitespace. Containment also folds typographic quotes and dashes.
 """
 from __future__ import annotations
 
+import bisect
 import re
 import string
 import unicodedata
@@ -65,6 +66,28 @@ def abstention(abstained: Sequence[bool], unanswerable: Sequence[bool]) -> dict[
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1,
             "false_abstain_rate": fp / answerable if answerable else 0.0}
+
+
+def calibration(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> dict:
+    """Expected calibration error over ``bins`` equal-width bins of [0, 1], and the bins themselves.
+
+    ECE = sum over bins b of |B_b|/N * |accuracy(B_b) - mean confidence(B_b)|. Bin i holds
+    confidences in [i/bins, (i+1)/bins); the last bin also holds 1.0. Each bin is
+    ``{"lo", "hi", "n", "confidence", "accuracy"}``, the last two None when it is empty.
+    """
+    edges = [i / bins for i in range(bins + 1)]
+    members: list[list[tuple[float, bool]]] = [[] for _ in range(bins)]
+    for c, ok in zip(confidences, correct):
+        members[min(max(bisect.bisect_right(edges, c) - 1, 0), bins - 1)].append((float(c), bool(ok)))
+    n = sum(len(m) for m in members)
+    ece, rows = 0.0, []
+    for i, m in enumerate(members):
+        conf = sum(c for c, _ in m) / len(m) if m else None
+        acc = sum(ok for _, ok in m) / len(m) if m else None
+        if m:
+            ece += len(m) / n * abs(acc - conf)
+        rows.append({"lo": edges[i], "hi": edges[i + 1], "n": len(m), "confidence": conf, "accuracy": acc})
+    return {"ece": ece, "bins": rows}
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -1,7 +1,9 @@
 """Run a question set through the real pipeline, score it, and write predictions and reports.
 
 Input: a Dataset (evals/formats.py). Output: one record per question (its prediction, ``Answer.to_dict()``
-plus ``id``, and its scores) and a summary of retrieval, answer, citation, abstention and latency metrics.
+plus ``id``, and its scores) and a summary of retrieval, answer, citation, outcome, abstention,
+calibration and latency metrics. A metric that a set cannot define (refusal recall without
+unanswerable questions, hit@1 without answerable ones) is left out rather than reported as 0.
 """
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ from typing import Sequence
 
 from evals import metrics as M
 from evals.formats import Dataset, Question
+from rag.types import ANSWER, POSSIBLE, REFUSE
 
 RANK_DEPTH = 100  # passages retrieved to rank documents for hit@k, MRR@10 and nDCG@10
+CONCISE_CHARS = 400  # "concise containment": the whole answer text fits in this many characters
+CALIBRATION_BINS = 10
 
 
 def cache_dir(dataset: Dataset) -> Path:
@@ -73,13 +78,14 @@ def score_one(assistant, q: Question, pred: dict, docs: list[str]) -> dict:
     out = {
         "ranked_docs": docs[:10],
         "hit1": M.hit_at(docs, gold, 1), "hit5": M.hit_at(docs, gold, 5),
-        "abstained": pred["abstained"], "unanswerable": not q.answerable,
+        "abstained": pred["abstained"], "outcome": pred["outcome"], "unanswerable": not q.answerable,
         "citations_exact": exact,
         "top_citation_in_gold": bool(cites) and cites[0]["source"] in gold,
         "answer_chars": len(pred["answer"]),
     }
     if q.answers:
-        out["contains"] = M.contains(pred["answer"], q.answers)
+        out["contains"] = not pred["abstained"] and M.contains(pred["answer"], q.answers)
+        out["concise_contains"] = out["contains"] and len(pred["answer"]) <= CONCISE_CHARS
         out["f1"] = M.token_f1(pred["answer"], q.answers)
         out["em"] = M.exact_match(pred["answer"], q.answers)
     if q.evidence and q.source:
@@ -96,6 +102,18 @@ def correct(q: Question, scores: dict) -> bool:
     if scores["abstained"]:
         return False
     return scores["contains"] if "contains" in scores else scores["top_citation_in_gold"]
+
+
+def answered_right(r: dict) -> bool:
+    """The event the confidence predicts, for calibration: the question is answerable and the answer
+    given is right by ``correct`` (a refusal is never right here, an unanswerable question never)."""
+    return not r["unanswerable"] and r["correct"]
+
+
+def calibration(records: list[dict]) -> dict:
+    """ECE and reliability bins of the confidences against ``answered_right`` (errors left out)."""
+    ok = [r for r in records if "error" not in r]
+    return M.calibration([r["confidence"] for r in ok], [answered_right(r) for r in ok], CALIBRATION_BINS)
 
 
 def _add_trec(records: list[dict]) -> None:
@@ -120,24 +138,25 @@ def summarize(records: list[dict]) -> dict[str, float]:
     """Aggregate metrics over records; errors are counted and left out of the means."""
     ok = [r for r in records if "error" not in r]
     answerable = [r for r in ok if not r["unanswerable"]]
+    unanswerable = [r for r in ok if r["unanswerable"]]
     with_answers = [r for r in answerable if "contains" in r]
     answered = [r for r in answerable if not r["abstained"]]
     cites = [x for r in ok for x in r["citations_exact"]]
     mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
-    out = {
-        "questions": len(records), "errors": len(records) - len(ok),
-        "answerable": len(answerable), "unanswerable": len(ok) - len(answerable),
-        "accuracy": mean([float(r["correct"]) for r in ok]),
-        "hit@1": mean([r["hit1"] for r in answerable]), "hit@5": mean([r["hit5"] for r in answerable]),
-        "mrr@10": mean([r.get("mrr@10", 0.0) for r in answerable]),
-        "ndcg@10": mean([r.get("ndcg@10", 0.0) for r in answerable]),
-    }
+    out = {"questions": len(records), "errors": len(records) - len(ok),
+           "answerable": len(answerable), "unanswerable": len(unanswerable),
+           "accuracy": mean([float(r["correct"]) for r in ok])}
+    if answerable:
+        out.update({"hit@1": mean([r["hit1"] for r in answerable]), "hit@5": mean([r["hit5"] for r in answerable]),
+                    "mrr@10": mean([r.get("mrr@10", 0.0) for r in answerable]),
+                    "ndcg@10": mean([r.get("ndcg@10", 0.0) for r in answerable])})
     ev = [r["evidence_hit5"] for r in answerable if "evidence_hit5" in r]
     if ev:
         out["evidence_hit@5"] = mean(ev)
     if with_answers:
         out.update({
             "containment": mean([float(r["contains"]) for r in with_answers]),
+            "concise_containment": mean([float(r["concise_contains"]) for r in with_answers]),
             "f1": mean([r["f1"] for r in with_answers]), "em": mean([r["em"] for r in with_answers]),
         })
     out.update({
@@ -145,20 +164,32 @@ def summarize(records: list[dict]) -> dict[str, float]:
         "citation_exact": mean([float(x) for x in cites]) if cites else 1.0,
         "top_citation_in_gold": mean([float(r["top_citation_in_gold"]) for r in answered]),
     })
+    for kind in (ANSWER, POSSIBLE, REFUSE):
+        n = sum(r["outcome"] == kind for r in ok)
+        out[f"outcome_{kind}"] = n
+        out[f"outcome_{kind}_rate"] = n / len(ok) if ok else 0.0
+    # A refusal (abstained) is the positive class. abstain_false_abstain_rate is the false-refusal rate.
     ab = M.abstention([r["abstained"] for r in ok], [r["unanswerable"] for r in ok])
-    out.update({f"abstain_{k}": v for k, v in ab.items()})
+    if any(r["abstained"] for r in ok):
+        out["abstain_precision"] = ab["precision"]
+    if unanswerable:
+        out.update({"abstain_recall": ab["recall"], "abstain_f1": ab["f1"]})
+    if answerable:
+        out["abstain_false_abstain_rate"] = ab["false_abstain_rate"]
+    if ok:
+        out["ece"] = calibration(ok)["ece"]
     out["latency_p50_ms"] = M.percentile([r["latency_ms"] for r in ok], 50)
     out["latency_p95_ms"] = M.percentile([r["latency_ms"] for r in ok], 95)
     return out
 
 
 def by_type(records: list[dict]) -> dict[str, dict[str, float]]:
+    """``summarize`` per question type (without a type: "answerable" / "unanswerable")."""
     groups: dict[str, list[dict]] = {}
     for r in records:
-        if "error" not in r:
-            groups.setdefault(r["q"].type or ("unanswerable" if r["unanswerable"] else "answerable"), []).append(r)
-    return {t: {"n": len(rs), "accuracy": sum(r["correct"] for r in rs) / len(rs),
-                "hit@1": sum(r["hit1"] for r in rs) / len(rs)} for t, rs in sorted(groups.items())}
+        q = r["q"]
+        groups.setdefault(q.type or ("answerable" if q.answerable else "unanswerable"), []).append(r)
+    return {t: summarize(rs) for t, rs in sorted(groups.items())}
 
 
 def write_predictions(records: list[dict], path: Path) -> None:
@@ -170,41 +201,63 @@ def write_predictions(records: list[dict], path: Path) -> None:
 
 
 def write_report(directory: Path, dataset: Dataset, records: list[dict], summary: dict, meta: dict) -> None:
-    """report.json, report.md, types.png and latency.png in ``directory``."""
+    """report.json, report.md, types.png, latency.png and reliability.png in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     types = by_type(records)
     splits = {name: summarize([r for r in records if r["q"].split == name])
               for name in sorted({r["q"].split for r in records if r["q"].split})}
+    cal = calibration(records)
     report = {"dataset": {"path": str(dataset.path), "kind": dataset.kind, "content_hash": dataset.content_hash},
-              **meta, "metrics": summary, "by_type": types, "by_split": splits,
+              **meta, "metrics": summary, "by_type": types, "by_split": splits, "calibration": cal,
               "errors": [{"id": r["id"], "error": r["error"]} for r in records if "error" in r]}
     (directory / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
-    (directory / "report.md").write_text(markdown(dataset, summary, types, records, meta, splits), encoding="utf-8")
-    plots(directory, types, [r["latency_ms"] for r in records if "latency_ms" in r])
+    (directory / "report.md").write_text(markdown(dataset, summary, types, records, meta, splits, cal), encoding="utf-8")
+    plots(directory, types, [r["latency_ms"] for r in records if "latency_ms" in r], cal)
 
 
-def markdown(dataset: Dataset, summary: dict, types: dict, records: list[dict], meta: dict, splits: dict) -> str:
+# The columns of the per-type and per-split tables.
+GROUP_KEYS = ("questions", "accuracy", "hit@1", "evidence_hit@5", "containment", "concise_containment", "abstain_f1",
+              "abstain_false_abstain_rate", "ece")
+LEGEND = (f"containment: the answer holds a gold string (answerable questions; a refusal holds none); "
+          f"concise_containment: the same with the whole answer ≤ {CONCISE_CHARS} characters. abstain_*: a refusal is the "
+          "positive class; abstain_false_abstain_rate is the false-refusal rate (answerable questions refused). "
+          "ece: see Calibration. –: not defined for that group (e.g. refusal F1 without unanswerable questions).")
+
+
+def markdown(dataset: Dataset, summary: dict, types: dict, records: list[dict], meta: dict, splits: dict,
+             cal: dict | None = None) -> str:
+    cal = cal or calibration(records)
     lines = [f"# Evaluation of {dataset.path}", "",
              f"{summary['questions']} questions ({summary['answerable']} answerable, {summary['unanswerable']} unanswerable, "
              f"{summary['errors']} errors); model {meta.get('model')}; k={meta.get('k')}.", "",
              "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {fmt(v)} |" for k, v in summary.items()]
+    lines += ["", LEGEND]
     if splits:
         names = list(splits)
         lines += ["", "## By split", "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        lines += [f"| {k} | " + " | ".join(fmt(splits[n].get(k, 0.0)) for n in names) + " |"
-                  for k in ("questions", "accuracy", "containment", "evidence_hit@5", "abstain_f1", "abstain_false_abstain_rate")]
-    lines += ["", "## By type", "", "| type | n | accuracy | hit@1 |", "|---|---|---|---|"]
-    lines += [f"| {t} | {v['n']} | {v['accuracy']:.3f} | {v['hit@1']:.3f} |" for t, v in types.items()]
+        lines += [f"| {k} | " + " | ".join(fmt(splits[n].get(k)) for n in names) + " |" for k in GROUP_KEYS]
+    lines += ["", "## By type", "", "| type | " + " | ".join(GROUP_KEYS) + " |", "|---|" + "---|" * len(GROUP_KEYS)]
+    lines += [f"| {t} | " + " | ".join(fmt(v.get(k)) for k in GROUP_KEYS) + " |" for t, v in types.items()]
+    lines += ["", "## Calibration", "",
+              f"Expected calibration error {fmt(cal['ece'])} over {CALIBRATION_BINS} equal-width confidence bins: the "
+              "share-weighted gap between a bin's mean confidence and how often its questions were answered right "
+              "(answerable, not refused, and the answer holds a gold string, or without gold strings its first "
+              "citation is in a gold document). Unanswerable questions count as not answered right.", "",
+              "| confidence | questions | mean confidence | answered right |", "|---|---|---|---|"]
+    lines += [f"| {b['lo']:.1f}–{b['hi']:.1f} | {b['n']} | {fmt(b['confidence'])} | {fmt(b['accuracy'])} |"
+              for b in cal["bins"]]
     wrong = [r for r in records if "error" not in r and not r["correct"]]
     wrong.sort(key=lambda r: -r["confidence"])  # confidently wrong first: those mislead most
-    lines += ["", "## Worst misses", "", "| id | question | expected | got | confidence |", "|---|---|---|---|---|"]
+    lines += ["", "## Worst misses", "", "| id | question | expected | got | outcome | confidence |",
+              "|---|---|---|---|---|---|"]
     for r in wrong[:15]:
         q = r["q"]
-        expected = "(abstain)" if not q.answerable else "; ".join(q.answers[:2]) or ", ".join(sorted(q.gold_docs)[:2])
-        got = "(abstained)" if r["abstained"] else r["prediction"]["answer"][:160]
-        lines.append(f"| {q.id} | {cell(q.question)} | {cell(expected)} | {cell(got)} | {r['confidence']:.2f} |")
-    lines += ["", "Plots: `types.png` (accuracy by type), `latency.png` (latency histogram).", ""]
+        expected = "(refuse)" if not q.answerable else "; ".join(q.answers[:2]) or ", ".join(sorted(q.gold_docs)[:2])
+        got = "(refused)" if r["abstained"] else r["prediction"]["answer"][:160]
+        lines.append(f"| {q.id} | {cell(q.question)} | {cell(expected)} | {cell(got)} | {r['outcome']} | {r['confidence']:.2f} |")
+    lines += ["", "Plots: `types.png` (accuracy by type), `latency.png` (latency histogram), `reliability.png` "
+              "(mean confidence against how often answered right, per confidence bin, with counts).", ""]
     return "\n".join(lines)
 
 
@@ -213,10 +266,12 @@ def cell(s: str) -> str:
 
 
 def fmt(v) -> str:
+    if v is None:
+        return "–"
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def plots(directory: Path, types: dict, latencies: list[float]) -> None:
+def plots(directory: Path, types: dict, latencies: list[float], cal: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,6 +295,36 @@ def plots(directory: Path, types: dict, latencies: list[float]) -> None:
     fig.tight_layout()
     fig.savefig(directory / "latency.png", dpi=100)
     plt.close(fig)
+    if cal is not None:
+        reliability_plot(directory / "reliability.png", cal)
+
+
+def reliability_plot(path: Path, cal: dict) -> None:
+    """Bars: how often each confidence bin's questions were answered right; dots: the bin's mean
+    confidence against that; the diagonal is perfect calibration. Each bar is labelled with its count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = [b for b in cal["bins"] if b["n"]]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="#9ca3af", label="perfect calibration")
+    ax.bar([b["lo"] for b in full], [b["accuracy"] for b in full], width=[b["hi"] - b["lo"] for b in full], align="edge",
+           color="#93c5fd", edgecolor="#1d4ed8", label="answered right")
+    ax.plot([b["confidence"] for b in full], [b["accuracy"] for b in full], "o-", color="#b91c1c", label="bin: mean confidence, share right")
+    for b in full:
+        ax.annotate(f"n={b['n']}", ((b["lo"] + b["hi"]) / 2, b["accuracy"]), textcoords="offset points", xytext=(0, 3),
+                    ha="center", fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.08)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("share answered right")
+    ax.set_title(f"Reliability (ECE {cal['ece']:.3f})")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def compare(a_path: Path, b_path: Path) -> str:
@@ -255,8 +340,9 @@ def compare(a_path: Path, b_path: Path) -> str:
 
 
 def table(summary: dict) -> str:
-    keys = ["questions", "errors", "accuracy", "hit@1", "hit@5", "mrr@10", "ndcg@10", "evidence_hit@5", "containment", "f1",
-            "em", "citation_exact", "top_citation_in_gold", "abstain_precision", "abstain_recall", "abstain_f1",
-            "abstain_false_abstain_rate", "answer_chars", "latency_p50_ms", "latency_p95_ms"]
+    keys = ["questions", "errors", "accuracy", "hit@1", "hit@5", "mrr@10", "ndcg@10", "evidence_hit@5", "containment",
+            "concise_containment", "f1", "em", "citation_exact", "top_citation_in_gold", "outcome_answer_rate",
+            "outcome_possible_rate", "outcome_refuse_rate", "abstain_precision", "abstain_recall", "abstain_f1",
+            "abstain_false_abstain_rate", "ece", "answer_chars", "latency_p50_ms", "latency_p95_ms"]
     return "\n".join(f"{k:<28} {fmt(summary[k]):>10}" for k in keys if k in summary)
 

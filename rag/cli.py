@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from rag.errors import RagError
+from rag.errors import BadSetting, RagError
 
 
 def _index_dir_arg(p: argparse.ArgumentParser) -> None:
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     _index_dir_arg(p)
     p.add_argument("-k", "--top-k", type=int, default=None, help="passages to retrieve (default 5)")
     p.add_argument("-j", "--json", action="store_true", help="print the answer as one JSON object")
+    p.add_argument("--min-confidence", default=None, metavar="X",
+                   help="refuse when the confidence is below X, from 0 (never refuse) to 1 (default: the model's own)")
 
     p = sub.add_parser("eval", help="score a question set (ours, BEIR or SQuAD) through the real pipeline",
                        description="Evaluate. Example: rag eval evals/questions.jsonl --report .rag/eval")
@@ -110,26 +112,55 @@ def cmd_ask(args) -> int:
 
     if args.top_k is not None and args.top_k < 1:
         raise RagError(f"-k must be at least 1 (got {args.top_k})")
+    min_confidence = _probability("--min-confidence", args.min_confidence)
     from rag.pipeline import clean_question
 
     clean_question(args.question)  # reject an empty question before loading anything heavy
-    assistant = Assistant.load(args.index_dir, settings=Settings())
+    assistant = Assistant.load(args.index_dir, settings=Settings(min_confidence=min_confidence))
     answer = assistant.ask(args.question, k=args.top_k)
     if answer.notice:
         print(f"note: {answer.notice}", file=sys.stderr)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False))
         return 0
-    if answer.abstained:
-        print("The articles don't answer this. The closest passages:")
-        for h in answer.hits[:3]:
-            print(f"  - {h.chunk.doc_id}: {_short(h.chunk.text)}")
-        return 0
-    print(answer.text)
-    print()
-    for c in answer.citations:
-        print(f'[{c.n}] {c.doc_id} \u2014 "{c.quote}"')
+    print(format_answer(answer))
     return 0
+
+
+def format_answer(answer) -> str:
+    """The human-readable answer of `rag ask`: a refusal with the closest passages, or the quotes and
+    their citations, saying how sure the answer is (a possible answer says so before its quotes)."""
+    from rag.types import POSSIBLE, REFUSE
+
+    if answer.kind == REFUSE:
+        lines = ["The articles don't answer this. The closest passages:"]
+        lines += [f"  - {h.chunk.doc_id}: {_short(h.chunk.text)}" for h in answer.hits[:3]]
+        return "\n".join(lines)
+    if answer.kind == POSSIBLE:
+        lines = [f"Possible answer (confidence {answer.confidence:.2f}): the articles may not say this exactly.",
+                 answer.text]
+    else:
+        lines = [answer.text, f"Confidence {answer.confidence:.2f}"]
+    lines.append("")
+    lines += [f'[{c.n}] {c.doc_id} \u2014 "{c.quote}"' for c in answer.citations]
+    return "\n".join(lines)
+
+
+def _probability(flag: str, value: str | None) -> float | None:
+    """``value`` as a number from 0 to 1, or None when not given.
+
+    Raises:
+        BadSetting: naming ``flag`` and the value.
+    """
+    if value is None:
+        return None
+    try:
+        x = float(value)
+    except ValueError:
+        x = float("nan")
+    if not 0.0 <= x <= 1.0:  # also false for nan
+        raise BadSetting(f"{flag} must be a number from 0 to 1, e.g. {flag} 0.5 (got {value!r})")
+    return x
 
 
 def cmd_eval(args) -> int:

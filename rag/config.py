@@ -48,28 +48,24 @@ class Settings:
     rrf_k: int = 60
     dense_weight: float = 0.5  # for "score" fusion: weight of the min-max normalised dense score
     candidates: int = 50  # how many passages each retriever proposes before fusion
-    # Sentence scoring: semantic similarity + IDF-weighted coverage of the question's terms.
-    w_semantic: float = 0.6
-    w_lexical: float = 0.5
-    w_rank: float = 0.05
-    w_type: float = 0.1  # bonus when a sentence holds the kind of answer asked for (a name for "who", ...)
-    context: float = 0.5  # share of the previous sentence's question terms credited to a sentence
-    abstain_below: float = 0.69  # calibrated on evals/questions.jsonl (tune) and WikiQA dev: see evals/README.md
     complete_answers: bool = True  # add a following sentence holding the asked-for kind of answer
     max_sentences: int = 3
     max_chars: int = 400
+    # Outcomes by the answer model's calibrated confidence (None: the thresholds shipped with the model):
+    # refuse below min_confidence, quote as a "possible answer" below confident, else answer.
+    min_confidence: float | None = None
+    confident: float | None = None
 
     def __post_init__(self) -> None:
         whole_number("top_k", self.top_k, 1)
+        for name in ("min_confidence", "confident"):
+            if getattr(self, name) is not None:
+                _number(name, getattr(self, name), 0.0, 1.0)
         if not isinstance(self.fusion, str) or self.fusion not in FUSIONS:
             raise BadSetting(f"fusion must be one of {', '.join(FUSIONS)}. Currently, fusion is {self.fusion!r}")
         whole_number("rrf_k", self.rrf_k, 0)
         _number("dense_weight", self.dense_weight, 0.0, 1.0)
         whole_number("candidates", self.candidates, 1)
-        for name in ("w_semantic", "w_lexical", "w_rank", "w_type"):
-            _number(name, getattr(self, name), 0.0)
-        _number("context", self.context, 0.0, 1.0)
-        _number("abstain_below", self.abstain_below)
         _flag("complete_answers", self.complete_answers)
         whole_number("max_sentences", self.max_sentences, 1, 3)
         whole_number("max_chars", self.max_chars, 1)

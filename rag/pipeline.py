@@ -18,7 +18,7 @@ import numpy as np
 
 from rag import chunk as chunking
 from rag import index as storage
-from rag.answer import ExtractiveAnswerer
+from rag.answer import AnswerModel, ExtractiveAnswerer
 from rag.config import ChunkSettings, Settings, default_index_dir, whole_number
 from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, ensure_onnx
 from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments
@@ -27,6 +27,7 @@ from rag.retrieve import HybridRetriever
 from rag.text import TOKENIZER_VERSION, tokenize
 from rag.types import Answer, Document
 
+ANSWER_PASSAGES = 5  # passages the answer model reads: the k of evals/train.py
 MAX_QUESTION_CHARS = 2000  # longer input is cut before searching: the model reads ~256 word pieces anyway
 
 
@@ -186,14 +187,15 @@ def embed_key(passage_texts: Sequence[str], sentence_texts: Sequence[str]) -> st
 class Assistant:
     """Answers questions from one index. Cheap to ask concurrently: it holds no per-question state."""
 
-    def __init__(self, index: storage.Index, embedder: Embedder, settings: Settings = Settings(), query_cache: int = 256):
+    def __init__(self, index: storage.Index, embedder: Embedder, settings: Settings = Settings(), query_cache: int = 256,
+                 model: AnswerModel | None = None):
         if index.model_id != embedder.model_id:
             raise EmbedderMismatch(str(index.directory.parent), index.model_id, embedder.model_id)
         self.index = index
         self.embedder = embedder
         self.settings = settings
         self.retriever = HybridRetriever(index, embedder, settings)
-        self.answerer = ExtractiveAnswerer(index, embedder, settings)
+        self.answerer = ExtractiveAnswerer(index, embedder, settings, model)
         self._vectors: dict[str, np.ndarray] = {}  # insertion-ordered: the first key is the oldest
         self._vectors_lock = threading.Lock()  # the chat page asks from several threads at once
         self._cache_size = query_cache
@@ -213,7 +215,7 @@ class Assistant:
 
     @classmethod
     def load(cls, index_dir: str | Path | None = None, embedder: Embedder | None = None,
-             settings: Settings | None = None) -> "Assistant":
+             settings: Settings | None = None, model: AnswerModel | None = None) -> "Assistant":
         """The assistant over the index at ``index_dir`` (default ``$RAG_INDEX_DIR`` or ``.rag/index``).
 
         Raises:
@@ -225,7 +227,7 @@ class Assistant:
             if index.model_id != SentenceTransformerEmbedder.model_id:
                 raise EmbedderMismatch(str(index_dir), index.model_id, SentenceTransformerEmbedder.model_id)
             embedder = default_embedder(index_dir)
-        return cls(index, embedder, settings or Settings())
+        return cls(index, embedder, settings or Settings(), model=model)
 
     def ask(self, question: str, history: Sequence[str] | None = None, k: int | None = None) -> Answer:
         """Answer ``question``; ``history`` holds earlier questions of the conversation, oldest first;
@@ -246,14 +248,17 @@ class Assistant:
         t1 = time.perf_counter()
         qvec = self.embed_query(query)
         t2 = time.perf_counter()
-        hits = self.retriever.search(query, qvec, k)
+        # The answer model always reads the same number of passages it was trained on, so an answer and
+        # its confidence mean the same whatever k the user asks to see.
+        hits = self.retriever.search(query, qvec, max(k, ANSWER_PASSAGES))
         t3 = time.perf_counter()
-        answer = self.answerer.answer(query, hits, qvec)
+        answer = self.answerer.answer(query, hits[:ANSWER_PASSAGES], qvec)
         t4 = time.perf_counter()
         timings = {"embed": (t2 - t1) * 1e3, "retrieve": (t3 - t2) * 1e3, "answer": (t4 - t3) * 1e3,
                    "total": (t4 - t0) * 1e3}
         return Answer(question=question, text=answer.text, abstained=answer.abstained, citations=answer.citations,
-                      hits=answer.hits, timings_ms=timings, searched=query, confidence=answer.confidence, notice=notice)
+                      hits=tuple(hits[:k]), timings_ms=timings, searched=query, confidence=answer.confidence,
+                      notice=notice, outcome=answer.outcome)
 
 
 def clean_question(question: str) -> str:

@@ -75,9 +75,14 @@ class Citation:
     encoding: str = "utf-8"  # how the source file was decoded; offsets index that text (see above)
 
 
+# Outcomes of a question: a confident answer, a possible answer (quoted, with its low confidence), or
+# a refusal (the model is sure enough that the articles do not answer).
+ANSWER, POSSIBLE, REFUSE = "answer", "possible", "refuse"
+
+
 @dataclass(frozen=True)
 class Answer:
-    """``text`` is "" and ``abstained`` is True when the articles do not answer the question."""
+    """``text`` is "" and ``abstained`` is True only for a refusal (``outcome`` "refuse")."""
 
     question: str
     text: str
@@ -86,8 +91,13 @@ class Answer:
     hits: tuple[Hit, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)
     searched: str = ""  # the query actually searched (differs from the question for follow-ups)
-    confidence: float = 0.0  # score of the best sentence, on the scale of the abstention threshold
+    confidence: float = 0.0  # calibrated probability that the articles answer the question
     notice: str = ""  # something the user should know about how the question was read (e.g. it was cut)
+    outcome: str = ""  # ANSWER, POSSIBLE or REFUSE; "" reads as REFUSE when abstained, else ANSWER
+
+    @property
+    def kind(self) -> str:
+        return self.outcome or (REFUSE if self.abstained else ANSWER)
 
     def to_dict(self) -> dict[str, Any]:
         """The public JSON schema (`rag ask --json`)."""
@@ -95,6 +105,8 @@ class Answer:
             "question": self.question,
             "answer": self.text,
             "abstained": self.abstained,
+            "outcome": self.kind,
+            "confidence": round(float(self.confidence), 4),
             "citations": [
                 {"n": c.n, "source": c.doc_id, "title": c.title, "date": c.date,
                  "start": c.start, "end": c.end, "quote": c.quote, "encoding": c.encoding}

@@ -37,10 +37,10 @@ def corpus(tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def mini_assistant(tmp_path_factory):
     """An Assistant over the mini corpus with the KeywordEmbedder, shared by a test module."""
-    from fakes import KeywordEmbedder
+    from fakes import KeywordEmbedder, rule_model
     from rag.pipeline import Assistant, build
 
     embedder = KeywordEmbedder()
     d = tmp_path_factory.mktemp("mini") / "idx"
     build([MINI], d, embedder=embedder)
-    return Assistant.load(d, embedder=embedder)
+    return Assistant.load(d, embedder=embedder, model=rule_model())

@@ -65,3 +65,21 @@ class HashEmbedder(_Recording):
         seed = int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:8], "little")
         v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
         return v / np.linalg.norm(v)
+
+
+def rule_model(min_confidence: float = 0.5, confident: float = 0.8, sentence: dict | None = None,
+               question: dict | None = None, sentence_bias: float = -5.0, question_bias: float = -4.0):
+    """An answer model with hand-set weights, so tests do not depend on the trained file:
+    p(sentence) = sigmoid(4·sem + 6·lex + 3·lent + offers + 0.5·inv_rank − 5) and
+    confidence = sigmoid(8·p1 − 4), which is 0.5 exactly where the best sentence's p is 0.5."""
+    from rag.answer.candidates import QUESTION_FEATURES, SENTENCE_FEATURES
+    from rag.answer.model import AnswerModel, Logistic
+
+    def linear(names, weights, bias):
+        return Logistic(tuple(names), np.zeros(len(names)), np.ones(len(names)),
+                        np.array([weights.get(n, 0.0) for n in names]), bias)
+
+    s = sentence or {"sem": 4.0, "lex": 6.0, "lent": 3.0, "offers": 1.0, "inv_rank": 0.5}
+    q = question or {"p1": 8.0}
+    return AnswerModel(linear(SENTENCE_FEATURES, s, sentence_bias), linear(QUESTION_FEATURES, q, question_bias),
+                       min_confidence, confident, {"test": True})

@@ -47,7 +47,7 @@ def test_off_topic_question_abstains_but_keeps_passages(mini_assistant):
 @pytest.fixture(scope="module")
 def answers_everything(mini_assistant):
     """The mini corpus with no abstention, so every question is answered and what it cites shows."""
-    return Assistant(mini_assistant.index, mini_assistant.embedder, Settings(abstain_below=0.0))
+    return Assistant(mini_assistant.index, mini_assistant.embedder, Settings(min_confidence=0.0), model=mini_assistant.answerer.model)
 
 
 @pytest.mark.parametrize("q, cited", [
@@ -78,7 +78,8 @@ def test_numbers_are_told_apart(mini_assistant):
 
 def test_schema_is_exact(mini_assistant):
     d = mini_assistant.ask("harbor parade visitors", k=3).to_dict()
-    assert list(d) == ["question", "answer", "abstained", "citations", "passages", "timings_ms"]
+    assert list(d) == ["question", "answer", "abstained", "outcome", "confidence", "citations", "passages", "timings_ms"]
+    assert d["outcome"] in ("answer", "possible") and 0.0 <= d["confidence"] <= 1.0
     assert list(d["citations"][0]) == ["n", "source", "title", "date", "start", "end", "quote", "encoding"]
     assert list(d["passages"][0]) == ["rank", "source", "start", "end", "score", "text", "encoding"]
     assert list(d["timings_ms"]) == ["embed", "retrieve", "answer", "total"]
@@ -99,21 +100,53 @@ def test_k_limits_passages(mini_assistant):
     assert len(mini_assistant.ask("glacier", k=100).hits) == 7  # the whole corpus has 7 passages
 
 
-def test_abstention_flips_exactly_at_the_threshold(mini_assistant):
+def sigmoid(z):
+    return 1 / (1 + math.exp(-z))
+
+
+def test_refusal_flips_exactly_at_min_confidence_and_possible_below_confident(mini_assistant):
     q = "Where is Zephyr Dynamics based?"
     # [1] is "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview.": cosine 1/√3 (the question's
-    # one keyword, zephyr, against zephyr + turbine + lakeview), all three question terms (coverage 1),
-    # passage rank 1, and a place for "where": 0.6/√3 + 0.5·1 + 0.05/1 + 0.1 = 0.996410
-    score = mini_assistant.ask(q).confidence
-    assert score == pytest.approx(0.6 / math.sqrt(3) + 0.5 + 0.05 + 0.1, abs=1e-7)
+    # one keyword, zephyr, against zephyr + turbine + lakeview), all three question terms (lex 1), passage
+    # rank 1, and a place for "where". The test model (fakes.rule_model) gives it
+    # p = sigmoid(4/√3 + 6·1 + 1 + 0.5·1 − 5) and the question confidence sigmoid(8p − 4).
+    p = sigmoid(4 / math.sqrt(3) + 6 + 1 + 0.5 - 5)
+    conf = mini_assistant.ask(q).confidence
+    assert conf == pytest.approx(sigmoid(8 * p - 4), abs=1e-7)  # float32 cosines
 
-    def ask(threshold):
-        return Assistant(mini_assistant.index, mini_assistant.embedder, Settings(abstain_below=threshold)).ask(q)
+    def ask(**settings):
+        return Assistant(mini_assistant.index, mini_assistant.embedder, Settings(**settings),
+                         model=mini_assistant.answerer.model).ask(q)
 
-    at, above = ask(score), ask(float(np.nextafter(score, np.inf)))
+    at, above = ask(min_confidence=conf), ask(min_confidence=float(np.nextafter(conf, np.inf)))
     assert not at.abstained and at.text == "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview. [1]"
-    assert above.abstained and above.text == "" and above.citations == () and len(above.hits) == 5
-    assert at.confidence == above.confidence == score
+    assert above.abstained and above.outcome == "refuse" and above.text == "" and above.citations == () and len(above.hits) == 5
+    assert at.confidence == above.confidence == conf
+    # the same quote is a confident answer from `confident` up, a possible answer below it
+    assert ask(min_confidence=0.1, confident=conf).outcome == "answer"
+    possible = ask(min_confidence=0.1, confident=float(np.nextafter(conf, np.inf)))
+    assert possible.outcome == "possible" and not possible.abstained and possible.text == at.text
+
+
+def test_features_of_a_candidate_are_exact(mini_assistant):
+    from rag.answer import candidates
+
+    idx = mini_assistant.index
+    q = "Where is Zephyr Dynamics based?"
+    qvec = mini_assistant.embed_query(q)
+    c = candidates(idx, q, mini_assistant.retriever.search(q, qvec, 5), qvec)
+    first = [i for i, r in enumerate(c.rows) if idx.sentence_text(int(r)).startswith("Zephyr Dynamics, a maker")][0]
+    x = {n: c.feature(n)[first] for n in ("sem", "lex", "lent", "rare", "offers", "numbers", "inv_rank", "neighbour", "lead")}
+    assert x == pytest.approx({"sem": 1 / math.sqrt(3), "lex": 1.0, "lent": 0.0, "rare": 1.0, "offers": 1.0, "numbers": 0.0,
+                               "inv_rank": 1.0, "neighbour": 0.0, "lead": 1.0})
+    assert c.kind == "place" and c.q_terms == {"zephyr", "dynam", "base"}
+    # the sentence after a retrieved passage is a candidate too, marked as a neighbour
+    hits = mini_assistant.retriever.search(q, qvec, 1)
+    c1 = candidates(idx, q, hits, qvec)
+    inside = set(idx.chunk_sentence_rows(hits[0].chunk.row))
+    outside = [i for i, r in enumerate(c1.rows) if int(r) not in inside]
+    assert len(outside) == 1 and c1.feature("neighbour")[outside[0]] == 1.0
+    assert int(c1.rows[outside[0]]) == max(inside) + 1
 
 
 def test_follow_up_carries_the_subject():
@@ -131,15 +164,80 @@ def test_follow_up_answer_uses_history(mini_assistant):
 
 
 def test_complete_adds_the_next_sentence_holding_the_asked_kind(mini_assistant):
+    from rag.answer import candidates
+
     idx = mini_assistant.index
     rows = {idx.sentence_text(r): r for r in range(len(idx.sentences))}
     first = rows["Zephyr Dynamics, a maker of wind turbines, is based in Lakeview."]
     answerer = mini_assistant.answerer
+
+    def complete(q):
+        qvec = mini_assistant.embed_query(q)
+        return answerer.complete(candidates(idx, q, mini_assistant.retriever.search(q, qvec, 5), qvec), [first])
     # "who" asks for a name; [1] names only the company the question already names, and the next
     # sentence of its section names a person and shares "founded"/"company" with the question
-    got = answerer.complete("Who founded the company Zephyr Dynamics?", [first])
-    assert [idx.sentence_text(r) for r in got] == [
+    assert [idx.sentence_text(r) for r in complete("Who founded the company Zephyr Dynamics?")] == [
         "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview.", "The company was founded in 2009 by Mara Quill."]
     # no asked-for kind, or [1] already holds it: nothing is added
-    assert answerer.complete("Zephyr Dynamics", [first]) == [first]
-    assert answerer.complete("Where is Zephyr Dynamics based?", [first]) == [first]
+    assert complete("Zephyr Dynamics") == [first]
+    assert complete("Where is Zephyr Dynamics based?") == [first]
+
+
+def test_logistic_fit_is_deterministic_and_round_trips_through_json(tmp_path):
+    from fakes import rule_model
+    from rag.answer import AnswerModel, Logistic
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2))
+    y = (X[:, 0] - 0.5 * X[:, 1] + rng.normal(scale=0.5, size=400) > 0).astype(float)
+    a, b = Logistic.fit(("u", "v"), X, y), Logistic.fit(("u", "v"), X, y)
+    assert np.array_equal(a.coef, b.coef) and a.coef[0] > 0 > a.coef[1] and abs(a.coef[0]) > abs(a.coef[1])
+    # the fitted probabilities are calibrated on the data they came from: their mean is the base rate
+    assert a.prob(X).mean() == pytest.approx(y.mean(), abs=0.01)
+    m = rule_model()
+    m.save(tmp_path / "m.json")
+    back = AnswerModel.load(tmp_path / "m.json")
+    assert back.sentence.names == m.sentence.names and np.array_equal(back.sentence.coef, m.sentence.coef)
+    assert (back.min_confidence, back.confident, back.meta) == (0.5, 0.8, {"test": True})
+
+
+def test_a_missing_or_foreign_model_file_says_how_to_rebuild_it(tmp_path):
+    from fakes import rule_model
+    from rag.answer.model import AnswerModel, AnswerModelMissing
+
+    with pytest.raises(AnswerModelMissing, match="is missing: reinstall rag, or rebuild it with `python -m evals.train`"):
+        AnswerModel.load(tmp_path / "none.json")
+    rule_model().save(tmp_path / "m.json")
+    d = json.loads((tmp_path / "m.json").read_text())
+    d["sentence"]["features"][0] = "something_else"
+    (tmp_path / "m.json").write_text(json.dumps(d))
+    with pytest.raises(AnswerModelMissing, match="was made for other features"):
+        AnswerModel.load(tmp_path / "m.json")
+
+
+def test_the_shipped_model_loads_and_records_its_training():
+    from rag.answer import AnswerModel
+
+    m = AnswerModel.load()
+    assert 0.0 <= m.min_confidence <= m.confident <= 1.0
+    assert m.meta.get("command", "").startswith("python -m evals.train")
+    assert {"squad", "wikiqa", "own"} <= set(m.meta["held_out"])
+
+
+def test_the_answer_and_its_confidence_do_not_depend_on_k(mini_assistant):
+    """The answer model reads the top five passages whatever k is; k only sets how many are returned."""
+    answers = {k: mini_assistant.ask("When were the ovens imported from Naples?", k=k) for k in (1, 2, 5, 20)}
+    assert [len(a.hits) for a in answers.values()] == [1, 2, 5, 7]  # the mini corpus has 7 passages
+    assert len({(a.text, a.confidence, a.outcome) for a in answers.values()}) == 1
+
+
+def test_max_chars_bounds_the_answer_text_with_its_markers(mini_assistant):
+    def ask(max_chars):
+        return Assistant(mini_assistant.index, mini_assistant.embedder, Settings(max_chars=max_chars, min_confidence=0.0),
+                         model=mini_assistant.answerer.model).ask("When were the ovens imported from Naples?", k=2)
+    # each quote is counted with its marker and a joining space: "They were imported from Naples in 2015."
+    # 39 + 5, "The bakery runs three stone ovens." 34 + 5: 83 (the text itself is 82, the first needing no space)
+    both = ask(83)
+    assert len(both.text) == 82 and len(both.citations) == 2
+    one = ask(82)
+    assert one.text == "They were imported from Naples in 2015. [1]"

@@ -50,3 +50,93 @@ def test_help_is_fast_because_imports_are_lazy():
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out and "rag ask" in out
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "abc", "nan", "inf", ""])
+def test_min_confidence_outside_0_to_1_is_a_user_error(capsys, value):
+    code, out, err = run(capsys, "ask", "Where is Zephyr Dynamics based?", "--min-confidence", value)
+    assert (code, out) == (2, "")
+    assert err == f"rag: --min-confidence must be a number from 0 to 1, e.g. --min-confidence 0.5 (got {value!r})\n"
+
+
+def _answer(outcome: str, confidence: float):
+    from rag.types import Answer, Chunk, Citation, Hit
+
+    quote = "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview."
+    cites = () if outcome == "refuse" else (Citation(1, "alpha.txt", "Zephyr", None, 10, 10 + len(quote), quote),)
+    hits = (Hit(Chunk("c1", "alpha.txt", quote + "  It opened\na plant.", 10, 90), 0.9, 1),
+            Hit(Chunk("c2", "beta.md", "Crumb and Co bakes sourdough.", 0, 29), 0.5, 2))
+    return Answer("Where is Zephyr based?", "" if outcome == "refuse" else quote + " [1]", outcome == "refuse",
+                  cites, hits, confidence=confidence, outcome=outcome)
+
+
+def test_human_output_says_how_sure_the_answer_is():
+    from rag.cli import format_answer
+
+    quote = "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview."
+    assert format_answer(_answer("answer", 0.874)) == f'{quote} [1]\nConfidence 0.87\n\n[1] alpha.txt — "{quote}"'
+    assert format_answer(_answer("possible", 0.415)) == (
+        "Possible answer (confidence 0.41): the articles may not say this exactly.\n"
+        f'{quote} [1]\n\n[1] alpha.txt — "{quote}"')
+    assert format_answer(_answer("refuse", 0.05)) == (
+        "The articles don't answer this. The closest passages:\n"
+        f"  - alpha.txt: {quote} It opened a plant.\n"
+        "  - beta.md: Crumb and Co bakes sourdough.")
+
+
+@pytest.fixture
+def mini_cli(tmp_path, monkeypatch):
+    """`rag ask` over the mini corpus with the KeywordEmbedder; records the settings it loads with."""
+    from conftest import MINI
+    from fakes import KeywordEmbedder
+    from rag.pipeline import Assistant, build
+
+    build([MINI], tmp_path / "idx", embedder=KeywordEmbedder())
+    load = Assistant.load.__func__
+    seen = []
+
+    def with_fake(cls, index_dir=None, embedder=None, settings=None):
+        seen.append(settings)
+        return load(cls, index_dir, embedder or KeywordEmbedder(), settings)
+
+    monkeypatch.setattr(Assistant, "load", classmethod(with_fake))
+    return str(tmp_path / "idx"), seen
+
+
+@pytest.mark.parametrize("threshold", ["0", "1"])
+def test_min_confidence_decides_the_outcome(capsys, mini_cli, threshold):
+    """0 never refuses, even an off-topic question; 1 refuses every answer less than certain."""
+    import json
+
+    from rag.config import Settings
+
+    idx, seen = mini_cli
+    for question in ("Where is Zephyr Dynamics based?", "Who won the 2018 FIFA World Cup?"):
+        code, out, _ = run(capsys, "ask", question, "--index-dir", idx, "--min-confidence", threshold, "--json")
+        d = json.loads(out)
+        assert code == 0 and d["outcome"] in ("answer", "possible", "refuse")
+        assert d["abstained"] == (d["outcome"] == "refuse") and 0.0 <= d["confidence"] <= 1.0
+        if threshold == "0":
+            assert d["outcome"] != "refuse" and d["citations"]
+        elif d["confidence"] < 0.99995:  # rounded to 4 places: anything that shows below 1 is below 1
+            assert d["outcome"] == "refuse" and d["answer"] == "" and d["citations"] == []
+        code, human, _ = run(capsys, "ask", question, "--index-dir", idx, "--min-confidence", threshold)
+        lines = human.splitlines()
+        if d["outcome"] == "refuse":
+            assert lines[0] == "The articles don't answer this. The closest passages:"
+        elif d["outcome"] == "possible":
+            assert lines[:2] == [f"Possible answer (confidence {d['confidence']:.2f}): the articles may not say this "
+                                 "exactly.", d["answer"]]
+        else:
+            assert lines[:2] == [d["answer"], f"Confidence {d['confidence']:.2f}"]
+        if d["outcome"] != "refuse":
+            assert lines[-1] == f'[{len(d["citations"])}] {d["citations"][-1]["source"]} — "{d["citations"][-1]["quote"]}"'
+    assert seen == [Settings(min_confidence=float(threshold))] * 4
+
+
+def test_without_min_confidence_the_model_thresholds_apply(capsys, mini_cli):
+    from rag.config import Settings
+
+    idx, seen = mini_cli
+    code, _, _ = run(capsys, "ask", "Where is Zephyr Dynamics based?", "--index-dir", idx)
+    assert code == 0 and seen == [Settings()] and seen[0].min_confidence is None

@@ -8,7 +8,6 @@ from rag.errors import BadSetting
 
 WHOLE_1 = "must be a whole number of at least 1"
 UNIT = "must be a number from 0 to 1"
-WEIGHT = "must be a finite number of at least 0"
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -25,17 +24,12 @@ WEIGHT = "must be a finite number of at least 0"
     ("dense_weight", math.nan, f"dense_weight {UNIT}. Currently, dense_weight is nan"),
     ("dense_weight", None, f"dense_weight {UNIT}. Currently, dense_weight is None"),
     ("candidates", 0, f"candidates {WHOLE_1}. Currently, candidates is 0"),
-    ("w_semantic", -0.6, f"w_semantic {WEIGHT}. Currently, w_semantic is -0.6"),
-    ("w_lexical", math.inf, f"w_lexical {WEIGHT}. Currently, w_lexical is inf"),
-    ("w_rank", math.nan, f"w_rank {WEIGHT}. Currently, w_rank is nan"),
-    ("w_type", "0.1", f"w_type {WEIGHT}. Currently, w_type is '0.1'"),
-    ("context", 2.0, f"context {UNIT}. Currently, context is 2.0"),
-    ("abstain_below", math.nan, "abstain_below must be a finite number. Currently, abstain_below is nan"),
-    ("abstain_below", -math.inf, "abstain_below must be a finite number. Currently, abstain_below is -inf"),
     ("complete_answers", "yes", "complete_answers must be True or False. Currently, complete_answers is 'yes'"),
     ("max_sentences", 4, "max_sentences must be a whole number from 1 to 3. Currently, max_sentences is 4"),
     ("max_sentences", 0, "max_sentences must be a whole number from 1 to 3. Currently, max_sentences is 0"),
     ("max_chars", 0, f"max_chars {WHOLE_1}. Currently, max_chars is 0"),
+    ("min_confidence", 1.5, f"min_confidence {UNIT}. Currently, min_confidence is 1.5"),
+    ("confident", math.nan, f"confident {UNIT}. Currently, confident is nan"),
 ])
 def test_a_bad_setting_is_named_with_its_value(field, value, message):
     with pytest.raises(BadSetting) as e:
@@ -58,9 +52,9 @@ def test_a_bad_chunk_setting_is_named_with_its_value(field, value, message):
 
 
 def test_limits_themselves_are_accepted():
-    Settings(top_k=1, rrf_k=0, dense_weight=0.0, candidates=1, w_semantic=0.0, w_lexical=0, w_rank=0.0, w_type=0.0,
-             context=1.0, abstain_below=-1e9, complete_answers=False, max_sentences=1, max_chars=1)
-    Settings(dense_weight=1, context=0)
+    Settings(top_k=1, rrf_k=0, dense_weight=0.0, candidates=1, min_confidence=0.0, confident=1.0,
+             complete_answers=False, max_sentences=1, max_chars=1)
+    Settings(dense_weight=1, min_confidence=1, confident=0)
     ChunkSettings(sentences_per_chunk=1, overlap=0, max_words=10, title_in_passage=False)
 
 

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from fakes import HashEmbedder, KeywordEmbedder
+from fakes import HashEmbedder, KeywordEmbedder, rule_model
 from rag import index as storage
 from rag.config import ChunkSettings, Settings
 from rag.errors import EmbedderMismatch, IndexCorrupt, IndexLocked, IndexNotFound
@@ -51,7 +51,7 @@ def test_changed_file_is_the_only_one_reembedded(built):
     index = storage.load(idx_dir)
     # reused vectors equal freshly computed ones for unchanged files
     fresh = KeywordEmbedder()
-    a = Assistant(index, fresh, Settings(abstain_below=0.0))  # the fake knows neither "rye" nor "bread"
+    a = Assistant(index, fresh, Settings(min_confidence=0.0), model=rule_model())  # the fake knows neither "rye" nor "bread"
     rows = [i for i in range(len(index)) if index.chunk(i).doc_id == "alpha.txt"]
     expected = fresh.embed_documents(["Zephyr Dynamics opens a turbine plant in Lakeview\n" + index.chunk(r).text for r in rows])
     assert np.allclose(index.chunk_vectors[rows], expected)

@@ -38,7 +38,64 @@ def test_sources_panel_marks_quote_and_escapes_article_text(tmp_path):
     assert '<mark class="rag-quote" data-n="1">The harbor parade drew &lt;b&gt;many&lt;/b&gt; visitors.</mark>' in html
     assert "Harbor &lt;script&gt;" in html  # the title in the card's meta line, escaped
     md = render.chat_markdown(answer)
-    assert md == "The harbor parade drew \\<b\\>many\\</b\\> visitors. **[1]**"
+    assert md.split("\n\n")[-1] == "The harbor parade drew \\<b\\>many\\</b\\> visitors. **[1]**"
+
+
+class _Index:
+    def __init__(self, *docs):
+        self.docs = {d.doc_id: d for d in docs}
+
+    def document(self, doc_id):
+        return self.docs.get(doc_id)
+
+
+def _answered(outcome: str, confidence: float):
+    """An answer quoting one sentence of a one-document index, with the given outcome."""
+    from rag.types import Answer, Chunk, Citation, Document, Hit
+
+    text = "Ferry news\n\nThe ferry <b>carries</b> 900 visitors a day. It sails at dawn.\n"
+    quote = "The ferry <b>carries</b> 900 visitors a day."
+    start = text.index(quote)
+    doc = Document("ferry.txt", text, "0" * 64, title="Ferry news")
+    cite = Citation(1, "ferry.txt", "Ferry news", None, start, start + len(quote), quote)
+    hit = Hit(Chunk("c1", "ferry.txt", text[start:-1], start, len(text) - 1), 0.8125, 1)
+    refused = outcome == "refuse"
+    return Answer("How many visitors does the ferry carry?", "" if refused else quote + " [1]", refused,
+                  () if refused else (cite,), (hit,), confidence=confidence, outcome=outcome), _Index(doc)
+
+
+def test_confidence_is_said_in_words_with_the_number_on_hover():
+    sure, index = _answered("answer", 0.8749)
+    maybe, _ = _answered("possible", 0.4151)
+    quote_md = "The ferry \\<b\\>carries\\</b\\> 900 visitors a day. **[1]**"
+    assert render.chat_markdown(sure) == (
+        '<span class="rag-confidence rag-answer" title="confidence 0.87">Confident answer</span>\n\n' + quote_md)
+    assert render.chat_markdown(maybe) == (
+        '<span class="rag-confidence rag-possible" title="confidence 0.42">Possible answer — check the source</span>\n\n'
+        + quote_md)
+    card = ('<div class="rag-card" id="cite-1"><div class="rag-label">[1]</div>'
+            '<div class="rag-meta">Ferry news · undated · ferry.txt · passage score 0.812 · chars 12–56</div>'
+            '<div class="rag-text">Ferry news\n\n<mark class="rag-quote" data-n="1">The ferry &lt;b&gt;carries&lt;/b&gt; 900 '
+            'visitors a day.</mark> It sails at dawn.\n</div></div>')
+    assert render.sources_html(sure, index) == (
+        '<div class="rag-sources"><div class="rag-sources-head"><span class="rag-confidence rag-answer" '
+        'title="confidence 0.87">Confident answer</span></div>' + card + "</div>")
+    assert render.sources_html(maybe, index) == (
+        '<div class="rag-sources"><div class="rag-sources-head"><span class="rag-confidence rag-possible" '
+        'title="confidence 0.42">Possible answer — check the source</span></div>' + card + "</div>")
+
+
+def test_a_refusal_has_no_confidence_badge():
+    refused, index = _answered("refuse", 0.03)
+    md = render.chat_markdown(refused)
+    assert md == ("**The articles don't say.** I found no sentence that answers this, so I won't quote a weak match. "
+                  "Related passages (not an answer):\n- *ferry.txt*: The ferry \\<b\\>carries\\</b\\> 900 visitors a day. "
+                  "It sails at dawn.")
+    assert render.sources_html(refused, index) == (
+        '<div class="rag-sources"><div class="rag-card rag-related"><div class="rag-label">Related passage 1 · not an '
+        'answer</div><div class="rag-meta">ferry.txt · score 0.812</div><div class="rag-text">The ferry &lt;b&gt;carries'
+        '&lt;/b&gt; 900 visitors a day. It sails at dawn.</div></div></div>')
+    assert "rag-confidence" not in md
 
 
 def test_abstention_is_labelled_as_related_not_an_answer(mini_assistant):

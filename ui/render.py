@@ -5,19 +5,30 @@ from __future__ import annotations
 import html
 import re
 
-from rag.types import Answer
+from rag.types import ANSWER, REFUSE, Answer
 
 CONTEXT_CHARS = 240  # characters of article shown around a quote in the sources panel
+
+
+def confidence_badge(answer: Answer) -> str:
+    """How sure the answer is, in words, with the confidence on hover; "" for a refusal, which says so
+    in its own words."""
+    if answer.kind == REFUSE:
+        return ""
+    words = "Confident answer" if answer.kind == ANSWER else "Possible answer — check the source"
+    return (f'<span class="rag-confidence rag-{_esc(answer.kind)}" title="confidence {answer.confidence:.2f}">'
+            f"{words}</span>")
 
 
 def chat_markdown(answer: Answer) -> str:
     """The assistant's chat message."""
     note = f"*{_md(answer.notice)}*\n\n" if answer.notice else ""
-    return note + _chat_body(answer)
+    badge = confidence_badge(answer)
+    return note + (badge + "\n\n" if badge else "") + _chat_body(answer)
 
 
 def _chat_body(answer: Answer) -> str:
-    if answer.abstained:
+    if answer.kind == REFUSE:
         lines = ["**The articles don't say.** I found no sentence that answers this, so I won't quote a weak match. "
                  "Related passages (not an answer):"]
         for h in answer.hits[:3]:
@@ -28,8 +39,9 @@ def _chat_body(answer: Answer) -> str:
 
 
 def sources_html(answer: Answer, index) -> str:
-    """One card per citation: title, date, file, the passage around the quote with the quote marked."""
-    if answer.abstained:
+    """One card per citation: title, date, file, the passage around the quote with the quote marked,
+    under a header saying how sure the answer is."""
+    if answer.kind == REFUSE:
         cards = [f'<div class="rag-card rag-related"><div class="rag-label">Related passage {h.rank} · not an answer</div>'
                  f'<div class="rag-meta">{_esc(h.chunk.doc_id)} · score {h.score:.3f}</div>'
                  f'<div class="rag-text">{_esc(_short(h.chunk.text, 400))}</div></div>' for h in answer.hits[:3]]
@@ -51,7 +63,8 @@ def sources_html(answer: Answer, index) -> str:
         cards.append(f'<div class="rag-card" id="cite-{c.n}"><div class="rag-label">[{c.n}]</div>'
                      f'<div class="rag-meta">{meta}{score} · chars {c.start}–{c.end}</div>'
                      f'<div class="rag-text">{around}</div></div>')
-    return '<div class="rag-sources">' + "".join(cards) + "</div>"
+    head = f'<div class="rag-sources-head">{confidence_badge(answer)}</div>'
+    return '<div class="rag-sources">' + head + "".join(cards) + "</div>"
 
 
 def article_html(index, doc_id: str | None, start: int | None = None, end: int | None = None) -> str:
@@ -123,6 +136,10 @@ CSS = """
 .rag-meta { font-size: 0.85em; color: #6b7280; margin: 2px 0 6px; overflow-wrap: anywhere; }
 .rag-text, .rag-article-text { white-space: pre-wrap; line-height: 1.5; overflow-wrap: anywhere; }
 .rag-note { font-weight: 600; color: #92400e; margin-bottom: 6px; }
+.rag-sources-head { margin-bottom: 8px; }
+.rag-confidence { display: inline-block; font-size: 0.85em; font-weight: 600; padding: 1px 8px; border-radius: 999px;
+                  background: #dcfce7; color: #166534; cursor: help; }
+.rag-confidence.rag-possible { background: #fef3c7; color: #92400e; border: 1px solid #f59e0b; }
 mark.rag-quote { background: #fde68a; padding: 1px 2px; border-radius: 3px; }
 .rag-article { max-height: 520px; overflow-y: auto; }
 .rag-details table { width: 100%; border-collapse: collapse; font-size: 0.85em; }

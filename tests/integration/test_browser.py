@@ -45,6 +45,10 @@ def test_ask_read_and_check_the_source_in_a_browser(request, tmp_path):
         bot = page.locator("#rag-chat .message.bot, #rag-chat [data-testid='bot']").last
         expect(bot).to_contain_text("[1]", timeout=60_000)
         expect(bot).to_contain_text("iFlytek based in Hefei")
+        # the confidence in words, with the number on hover
+        badge = bot.locator(".rag-confidence")
+        expect(badge).to_have_text(re.compile(r"^(Confident answer|Possible answer — check the source)$"))
+        expect(badge).to_have_attribute("title", re.compile(r"^confidence 0\.\d\d$|^confidence 1\.00$"))
         quote = page.locator("#rag-sources mark.rag-quote").first
         expect(quote).to_have_text("A case in point is voice recognition software firm iFlytek based in Hefei.")
         page.get_by_label("[1] 000_27760e3598894cce.txt").check()

@@ -24,7 +24,10 @@ def test_eval_beir_and_squad_end_to_end(tmp_path):
     # three one-topic documents: the real model and BM25 put each query's document first
     assert rep["metrics"]["hit@1"] == 1.0 and rep["metrics"]["questions"] == 3
     assert rep["metrics"]["index_build_s"] > 0 and rep["dataset"]["kind"] == "beir"
-    assert [json.loads(l)["id"] for l in (tmp_path / "b.jsonl").read_text().splitlines()] == ["q1", "q2", "q3"]
+    preds = [json.loads(l) for l in (tmp_path / "b.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in preds] == ["q1", "q2", "q3"]
+    assert all(p["outcome"] in ("answer", "possible", "refuse") and p["abstained"] == (p["outcome"] == "refuse")
+               and 0.0 <= p["confidence"] <= 1.0 for p in preds)
     assert len(list((tmp_path / "cache").iterdir())) == 1
     out = rag("eval", str(DATA / "squad_mini.json"), "--report", str(tmp_path / "squad"), cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
@@ -44,3 +47,10 @@ def test_eval_our_question_set_on_the_seeds(tmp_path):
     rep = json.loads((tmp_path / "r" / "report.json").read_text())
     assert rep["metrics"]["questions"] == 20 and rep["metrics"]["citation_exact"] == 1.0 and rep["metrics"]["errors"] == 0
     assert "accuracy" in out.stdout and (tmp_path / "r" / "types.png").is_file()
+    m = rep["metrics"]
+    assert m["outcome_answer"] + m["outcome_possible"] + m["outcome_refuse"] == 20
+    assert 0.0 <= m["ece"] <= 1.0 and sum(b["n"] for b in rep["calibration"]["bins"]) == 20
+    assert {"ece", "concise_containment", "abstain_false_abstain_rate"} <= set(rep["by_split"]["tune"])
+    assert all("ece" in row for row in rep["by_type"].values())
+    assert (tmp_path / "r" / "reliability.png").is_file() and "## Calibration" in (tmp_path / "r" / "report.md").read_text()
+    assert next(l for l in out.stdout.splitlines() if l.startswith("ece ")).split()[1] == f"{m['ece']:.3f}"

@@ -11,7 +11,8 @@ from conftest import SEEDS
 def test_api_ask_returns_the_answer_json(client):
     d = client.predict("Where is iFlytek based?", api_name="/ask")
     assert isinstance(d, dict)
-    assert list(d) == ["question", "answer", "abstained", "citations", "passages", "timings_ms"]
+    assert list(d) == ["question", "answer", "abstained", "outcome", "confidence", "citations", "passages", "timings_ms"]
+    assert d["outcome"] in ("answer", "possible") and d["abstained"] is False and 0.0 <= d["confidence"] <= 1.0
     c = d["citations"][0]
     assert c["source"] == "000_27760e3598894cce.txt" and "Hefei" in d["answer"]
     assert (SEEDS / c["source"]).read_text(encoding="utf-8")[c["start"]:c["end"]] == c["quote"]

@@ -1,0 +1,171 @@
+"""Question + ranked passages -> candidate sentences, with the features the answer model reads.
+
+Candidates are the body sentences of the retrieved passages plus the sentence just after each passage
+(an answer often sits in the next sentence). Features are plain numbers computed the same way when
+the model is trained (evals/train.py) and when it answers; their names are recorded in the model file.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from rag.index import S_DOC, S_SECTION, Index
+from rag.text import answer_type, numbers, offers, tokenize
+from rag.types import Hit
+
+# Per sentence. "gap" features are relative to the best candidate of the same question, so the model
+# sees how a sentence compares with its rivals, not only its raw similarity.
+SENTENCE_FEATURES = (
+    "sem",  # cosine of question and sentence (all-MiniLM-L6-v2)
+    "sem_gap",  # sem minus the best sem among the candidates
+    "lex",  # IDF-weighted share of the question's terms the sentence holds (numbers count double)
+    "lex_gap",
+    "lent",  # share held only by the previous sentence of the same section (its subject, often)
+    "rare",  # share of the question's two rarest terms held by the sentence or the one before
+    "offers",  # holds something of the kind asked for (a name for "who", a figure for "how many")
+    "numbers",  # share of the question's numbers the sentence holds (0 when it asks none)
+    "inv_rank",  # 1 / rank of the best retrieved passage holding it
+    "neighbour",  # 1 when it follows a passage rather than being inside one
+    "lead",  # 1 for the first sentence of its document
+    "log_words",
+)
+# Per question, over its candidates ranked by the sentence model ("1": the best, "2": the runner-up).
+QUESTION_FEATURES = (
+    "p1", "p2", "margin", "sem1", "sem_max", "lex1", "rare1", "offers1",
+    "rare_any",  # share of the two rarest question terms found in any candidate
+    "cov_any",  # IDF-weighted share of all question terms found in any candidate
+    "unknown",  # IDF-weighted share of question terms no passage of the index holds
+    "asks_kind",  # the question asks for a name, figure, date or place
+    "log_terms", "n_likely",
+)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The candidates of one question; arrays are aligned, one entry per sentence row."""
+
+    question: str
+    rows: np.ndarray  # int64 sentence rows of the index
+    ranks: np.ndarray  # int64 rank of the best passage holding (or preceding) each
+    X: np.ndarray  # float64 (n, len(SENTENCE_FEATURES))
+    terms: tuple[frozenset[str], ...]  # question terms each sentence holds
+    needs_previous: np.ndarray  # bool: the previous sentence holds question terms this one lacks
+    q_terms: frozenset[str]
+    kind: str | None  # the kind of answer asked for (rag.text.answer_type)
+    unknown: float  # see QUESTION_FEATURES
+    rare_any: float
+    cov_any: float
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def feature(self, name: str) -> np.ndarray:
+        return self.X[:, SENTENCE_FEATURES.index(name)]
+
+
+def previous_row(index: Index, row: int) -> int | None:
+    """The sentence before ``row`` in the same document section, if any."""
+    prev = row - 1
+    s = index.sentences
+    if prev >= 0 and s[prev, S_DOC] == s[row, S_DOC] and s[prev, S_SECTION] == s[row, S_SECTION]:
+        return prev
+    return None
+
+
+def next_row(index: Index, row: int) -> int | None:
+    nxt = row + 1
+    s = index.sentences
+    if nxt < len(s) and s[nxt, S_DOC] == s[row, S_DOC] and s[nxt, S_SECTION] == s[row, S_SECTION]:
+        return nxt
+    return None
+
+
+def candidates(index: Index, question: str, hits: Sequence[Hit], query_vector: np.ndarray) -> Candidates:
+    """The candidate sentences of ``hits`` for ``question``, with their features."""
+    rank: dict[int, int] = {}
+    neighbour: set[int] = set()
+    for hit in hits:
+        if hit.chunk.row < 0:
+            continue
+        inside = index.chunk_sentence_rows(hit.chunk.row)
+        for r in inside:
+            rank.setdefault(r, hit.rank)
+            neighbour.discard(r)
+        if len(inside) and (nxt := next_row(index, inside[-1])) is not None and nxt not in rank:
+            rank[nxt] = hit.rank
+            neighbour.add(nxt)
+    q_terms = frozenset(tokenize(question))
+    kind = answer_type(question)
+    if not rank:
+        return Candidates(question, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(SENTENCE_FEATURES))),
+                          (), np.zeros(0, bool), q_terms, kind, _unknown(index, q_terms), 0.0, 0.0)
+    rows = np.fromiter(rank, dtype=np.int64)
+    sem = np.asarray(index.sentence_vectors[rows]) @ np.asarray(query_vector, dtype=np.float32)
+    q_numbers = numbers(question)
+    weights = {t: index.idf(t) * (2.0 if t in q_numbers else 1.0) for t in q_terms}
+    total = sum(weights.values()) or 1.0
+    rare = set(sorted(q_terms, key=lambda t: (-weights[t], t))[:2])
+    doc_col = index.sentences[:, S_DOC]
+    feats, held, needs = [], [], []
+    seen: set[str] = set()
+    for r, sim in zip(rows.tolist(), sem.tolist()):
+        text = index.sentence_text(r)
+        own = index.sentence_terms(r) & q_terms
+        prev = previous_row(index, r)
+        before = index.sentence_terms(prev) & q_terms if prev is not None else frozenset()
+        extra = before - own
+        seen |= own
+        lex = sum(weights[t] for t in own) / total
+        lent = sum(weights[t] for t in extra) / total
+        n_asked = len(q_numbers)
+        feats.append((
+            sim, 0.0, lex, 0.0, lent,
+            len(rare & (own | before)) / len(rare) if rare else 0.0,
+            float(offers(text, kind, question)),
+            len(q_numbers & numbers(text)) / n_asked if n_asked else 0.0,
+            1.0 / rank[r],
+            float(r in neighbour),
+            float(int(np.searchsorted(doc_col, doc_col[r])) == r),
+            math.log1p(len(text.split())),
+        ))
+        held.append(own)
+        needs.append(bool(extra))
+    X = np.array(feats, dtype=np.float64)
+    X[:, 1] = X[:, 0] - X[:, 0].max()
+    X[:, 3] = X[:, 2] - X[:, 2].max()
+    return Candidates(
+        question=question, rows=rows, ranks=np.array([rank[r] for r in rows.tolist()], dtype=np.int64), X=X,
+        terms=tuple(held), needs_previous=np.array(needs, dtype=bool), q_terms=q_terms, kind=kind,
+        unknown=_unknown(index, q_terms), rare_any=len(rare & seen) / len(rare) if rare else 0.0,
+        cov_any=sum(weights[t] for t in seen) / total,
+    )
+
+
+def _unknown(index: Index, q_terms: frozenset[str]) -> float:
+    """IDF-weighted share of the question's terms that no passage holds: a question about something
+    the articles never name."""
+    if not q_terms:
+        return 1.0
+    vocab = index.bm25.vocab_dict
+    weights = {t: index.idf(t) for t in q_terms}
+    return sum(w for t, w in weights.items() if t not in vocab) / (sum(weights.values()) or 1.0)
+
+
+def question_features(c: Candidates, p: np.ndarray) -> np.ndarray:
+    """(len(QUESTION_FEATURES),) for the candidates ``c`` given the sentence model's ``p``."""
+    asks = float(c.kind is not None)
+    n_terms = math.log1p(len(c.q_terms))
+    if len(c) == 0:
+        return np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, c.unknown, asks, n_terms, 0.0])
+    order = np.argsort(-p, kind="stable")
+    best = order[0]
+    p1 = float(p[best])
+    p2 = float(p[order[1]]) if len(order) > 1 else 0.0
+    f = c.feature
+    return np.array([
+        p1, p2, p1 - p2, f("sem")[best], f("sem").max(), f("lex")[best], f("rare")[best], f("offers")[best],
+        c.rare_any, c.cov_any, c.unknown, asks, n_terms, math.log1p(float((p >= 0.5).sum())),
+    ], dtype=np.float64)
