@@ -19,7 +19,7 @@ from rag.types import BODY, HEADING, Chunk, Document, Sentence
 
 # Bump when split() would cut a document differently: indexes record it, and a different value
 # re-embeds everything (reused vectors must belong to exactly the same passages and sentences).
-VERSION = 3
+VERSION = 6
 
 # pysbd is accurate but slow on pathological input; beyond this a line is split by a plain rule.
 _PYSBD_MAX_CHARS = 20_000
@@ -67,7 +67,7 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
             break
         cursor = found + len(stripped)
         spans.append((start + found, start + cursor))
-    return [s for span in spans for s in _cap_words(text, *span)]
+    return [c for span in spans for s in _cap_words(text, *span) for c in clauses(text, *s)]
 
 
 def _simple_split(piece: str) -> list[str]:
@@ -86,6 +86,51 @@ def _locate(piece: str, parts: list[str], cursor: int) -> list[tuple[int, int]]:
         cursor = found + len(stripped)
         out.append((found, cursor))
     return out
+
+
+# A quote longer than this is cut at clause boundaries, so a short answer can quote the part that
+# answers: a cut piece is still a verbatim span of the text.
+MAX_QUOTE_CHARS = 390  # with its " [1]" marker a quote then still fits a 400-character answer
+_MIN_CLAUSE_CHARS = 60
+_CLAUSE_END = re.compile(r"[;:,](?=\s+\S)|\s[\u2013\u2014-]\s")  # "; ", ": ", ", " and a spaced dash
+
+
+def clauses(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """[start, end) cut after clause punctuation into pieces of at most MAX_QUOTE_CHARS where it can
+    be, each at least _MIN_CLAUSE_CHARS long (a sentence with no such cut stays whole)."""
+    if end - start <= MAX_QUOTE_CHARS:
+        return [(start, end)]
+    cuts = [m.end() for m in _CLAUSE_END.finditer(text, start, end)]
+    pieces: list[tuple[int, int]] = []
+    lo = start
+    while end - lo > MAX_QUOTE_CHARS:
+        usable = [c for c in cuts if c - lo >= _MIN_CLAUSE_CHARS and end - c >= _MIN_CLAUSE_CHARS]
+        fitting = [c for c in usable if c - lo <= MAX_QUOTE_CHARS]
+        # The strongest break that fits, the latest among equals: ";" ":" or a dash, then a comma that
+        # opens a new clause ("…, while …"), then any comma.
+        cut = max(fitting, key=lambda c: (_strength(text, c), c)) if fitting else next((c for c in usable if c > lo), None)
+        if cut is None:
+            break
+        piece_end = cut
+        while piece_end > lo and text[piece_end - 1].isspace():
+            piece_end -= 1
+        pieces.append((lo, piece_end))
+        lo = cut
+        while lo < end and text[lo].isspace():
+            lo += 1
+    pieces.append((lo, end))
+    return pieces
+
+
+_CLAUSE_OPENER = re.compile(r"\s+(and|but|or|while|whereas|which|who|where|when|as|although|though|because|including|"
+                            r"according|with|after|before|so)\b", re.I)
+
+
+def _strength(text: str, cut: int) -> int:
+    mark = text[cut - 1] if text[cut - 1] in ";:," else "-"
+    if mark != ",":
+        return 2
+    return 1 if _CLAUSE_OPENER.match(text, cut) else 0
 
 
 def _cap_words(text: str, start: int, end: int) -> list[tuple[int, int]]:

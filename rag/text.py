@@ -76,6 +76,15 @@ _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:[ -][A-Z][a-z]+)+|\b[A-Z]
 _CAPITAL = re.compile(r"\b[A-Z][a-zA-Z]+")
 
 
+_FOCUS = re.compile(r"(?<!^)\b[A-Z][\w'’-]*|\b\d[\d,.]*")
+
+
+def focus_terms(question: str) -> frozenset[str]:
+    """The terms of the names and numbers a question mentions (capitalised words past its first word,
+    and figures): what an answer must be about. A near-miss swaps one of them."""
+    return frozenset(tokenize(" ".join(m.group(0) for m in _FOCUS.finditer(question.strip()))))
+
+
 def answer_type(question: str) -> str | None:
     """What kind of answer a question asks for: person, number, date, place, or None."""
     q = normalize(question)

@@ -136,9 +136,12 @@ def test_features_of_a_candidate_are_exact(mini_assistant):
     qvec = mini_assistant.embed_query(q)
     c = candidates(idx, q, mini_assistant.retriever.search(q, qvec, 5), qvec)
     first = [i for i, r in enumerate(c.rows) if idx.sentence_text(int(r)).startswith("Zephyr Dynamics, a maker")][0]
-    x = {n: c.feature(n)[first] for n in ("sem", "lex", "lent", "rare", "offers", "numbers", "inv_rank", "neighbour", "lead")}
-    assert x == pytest.approx({"sem": 1 / math.sqrt(3), "lex": 1.0, "lent": 0.0, "rare": 1.0, "offers": 1.0, "numbers": 0.0,
-                               "inv_rank": 1.0, "neighbour": 0.0, "lead": 1.0})
+    x = {n: c.feature(n)[first] for n in ("sem", "lex", "lent", "rare", "focus", "offers", "numbers", "inv_rank", "neighbour", "lead")}
+    assert x == pytest.approx({"sem": 1 / math.sqrt(3), "lex": 1.0, "lent": 0.0, "rare": 1.0, "focus": 1.0, "offers": 1.0,
+                               "numbers": 0.0, "inv_rank": 1.0, "neighbour": 0.0, "lead": 1.0})
+    # "The company was founded in 2009 by Mara Quill." holds neither name the question asks about
+    founded = [i for i, r in enumerate(c.rows) if idx.sentence_text(int(r)).startswith("The company was founded")][0]
+    assert c.feature("focus")[founded] == 1.0  # ... but the sentence before it does, which counts
     assert c.kind == "place" and c.q_terms == {"zephyr", "dynam", "base"}
     # the sentence after a retrieved passage is a candidate too, marked as a neighbour
     hits = mini_assistant.retriever.search(q, qvec, 1)

@@ -95,3 +95,23 @@ def test_splitter_versions_agree():
     from rag import chunk, index
 
     assert chunk.VERSION == index.SPLITTER_VERSION
+
+
+def test_a_long_sentence_is_cut_at_its_strongest_clause_break():
+    from rag.chunk import MAX_QUOTE_CHARS, clauses
+
+    t = ("The regional government said on Monday that the new rail line, which will link the port with three inland "
+         "cities and the airport, would open to passengers in the spring of 2027; officials expect it to carry 40,000 "
+         "passengers a day in its first year, while freight trains will run at night, and a second phase, costing 2 "
+         "billion dollars, will extend the line to the northern border towns and the mountain resorts by 2032.")
+    assert len(t) > MAX_QUOTE_CHARS
+    pieces = [t[s:e] for s, e in clauses(t, 0, len(t))]
+    # the semicolon beats every comma; each piece is a verbatim span, and together they are the sentence
+    assert pieces == [t[:t.index(";") + 1], t[t.index(";") + 2:]]
+    # offsets index the whole text, wherever the sentence sits in it
+    framed = "Earlier text. " + t + " Later text."
+    assert [framed[s:e] for s, e in clauses(framed, 14, 14 + len(t))] == pieces
+    # short sentences, and long ones with no clause break, stay whole
+    assert clauses("The ferry runs twice a day.", 0, 27) == [(0, 27)]
+    long = "word " * 80
+    assert clauses(long, 0, len(long) - 1) == [(0, len(long) - 1)]

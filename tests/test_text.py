@@ -140,3 +140,11 @@ def test_tokenizer_version_is_bumped_for_the_number_and_abbreviation_changes():
 ])
 def test_answer_type_of_invented_questions(question, kind):
     assert answer_type(question) == kind
+
+
+def test_focus_terms_are_the_names_and_numbers_a_question_mentions():
+    from rag.text import focus_terms
+
+    assert focus_terms("When did the Oresund Bridge open to 2,000 cars?") == {"oresund", "bridg", "2000"}
+    assert focus_terms("Who founded Acme?") == {"acm"}  # the first word is capitalised anyway
+    assert focus_terms("how big is bmc software") == frozenset()

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from rag.index import S_DOC, S_SECTION, Index
-from rag.text import answer_type, numbers, offers, tokenize
+from rag.text import answer_type, focus_terms, numbers, offers, tokenize
 from rag.types import Hit
 
 # Per sentence. "gap" features are relative to the best candidate of the same question, so the model
@@ -25,6 +25,7 @@ SENTENCE_FEATURES = (
     "lex_gap",
     "lent",  # share held only by the previous sentence of the same section (its subject, often)
     "rare",  # share of the question's two rarest terms held by the sentence or the one before
+    "focus",  # share of the names and numbers the question mentions held by the sentence or the one before
     "offers",  # holds something of the kind asked for (a name for "who", a figure for "how many")
     "numbers",  # share of the question's numbers the sentence holds (0 when it asks none)
     "inv_rank",  # 1 / rank of the best retrieved passage holding it
@@ -35,6 +36,9 @@ SENTENCE_FEATURES = (
 # Per question, over its candidates ranked by the sentence model ("1": the best, "2": the runner-up).
 QUESTION_FEATURES = (
     "p1", "p2", "margin", "sem1", "sem_max", "lex1", "rare1", "offers1",
+    "focus1",  # share of the question's names and numbers the best sentence (or the one before) holds
+    "focus_any",  # ... that any candidate holds
+    "names",  # 1 when the question names anything (a lower-case question leaves the focus features at 1)
     "rare_any",  # share of the two rarest question terms found in any candidate
     "cov_any",  # IDF-weighted share of all question terms found in any candidate
     "unknown",  # IDF-weighted share of question terms no passage of the index holds
@@ -58,6 +62,8 @@ class Candidates:
     unknown: float  # see QUESTION_FEATURES
     rare_any: float
     cov_any: float
+    focus_any: float
+    names: float
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -99,9 +105,11 @@ def candidates(index: Index, question: str, hits: Sequence[Hit], query_vector: n
             neighbour.add(nxt)
     q_terms = frozenset(tokenize(question))
     kind = answer_type(question)
+    focus = focus_terms(question) & q_terms
     if not rank:
         return Candidates(question, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(SENTENCE_FEATURES))),
-                          (), np.zeros(0, bool), q_terms, kind, _unknown(index, q_terms), 0.0, 0.0)
+                          (), np.zeros(0, bool), q_terms, kind, _unknown(index, q_terms), 0.0, 0.0, 0.0 if focus else 1.0,
+                          float(bool(focus)))
     rows = np.fromiter(rank, dtype=np.int64)
     sem = np.asarray(index.sentence_vectors[rows]) @ np.asarray(query_vector, dtype=np.float32)
     q_numbers = numbers(question)
@@ -124,6 +132,7 @@ def candidates(index: Index, question: str, hits: Sequence[Hit], query_vector: n
         feats.append((
             sim, 0.0, lex, 0.0, lent,
             len(rare & (own | before)) / len(rare) if rare else 0.0,
+            len(focus & (own | before)) / len(focus) if focus else 1.0,
             float(offers(text, kind, question)),
             len(q_numbers & numbers(text)) / n_asked if n_asked else 0.0,
             1.0 / rank[r],
@@ -140,7 +149,8 @@ def candidates(index: Index, question: str, hits: Sequence[Hit], query_vector: n
         question=question, rows=rows, ranks=np.array([rank[r] for r in rows.tolist()], dtype=np.int64), X=X,
         terms=tuple(held), needs_previous=np.array(needs, dtype=bool), q_terms=q_terms, kind=kind,
         unknown=_unknown(index, q_terms), rare_any=len(rare & seen) / len(rare) if rare else 0.0,
-        cov_any=sum(weights[t] for t in seen) / total,
+        cov_any=sum(weights[t] for t in seen) / total, focus_any=len(focus & seen) / len(focus) if focus else 1.0,
+        names=float(bool(focus)),
     )
 
 
@@ -159,7 +169,7 @@ def question_features(c: Candidates, p: np.ndarray) -> np.ndarray:
     asks = float(c.kind is not None)
     n_terms = math.log1p(len(c.q_terms))
     if len(c) == 0:
-        return np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, c.unknown, asks, n_terms, 0.0])
+        return np.array([0.0] * 8 + [0.0, c.focus_any, c.names, 0.0, 0.0, c.unknown, asks, n_terms, 0.0])
     order = np.argsort(-p, kind="stable")
     best = order[0]
     p1 = float(p[best])
@@ -167,5 +177,5 @@ def question_features(c: Candidates, p: np.ndarray) -> np.ndarray:
     f = c.feature
     return np.array([
         p1, p2, p1 - p2, f("sem")[best], f("sem").max(), f("lex")[best], f("rare")[best], f("offers")[best],
-        c.rare_any, c.cov_any, c.unknown, asks, n_terms, math.log1p(float((p >= 0.5).sum())),
+        f("focus")[best], c.focus_any, c.names, c.rare_any, c.cov_any, c.unknown, asks, n_terms, math.log1p(float((p >= 0.5).sum())),
     ], dtype=np.float64)

@@ -37,7 +37,14 @@ class ExtractiveAnswerer:
         self.index = index
         self.embedder = embedder
         self.settings = settings
-        self.model = model or AnswerModel.load()
+        self._model = model
+
+    @property
+    def model(self) -> AnswerModel:
+        """The answer model, loaded on first use (default: the shipped one)."""
+        if self._model is None:
+            self._model = AnswerModel.load()
+        return self._model
 
     def score(self, question: str, hits: Sequence[Hit], query_vector: np.ndarray) -> tuple[Candidates, np.ndarray, float]:
         """(candidates, each one's probability of answering, the probability the question is answerable)."""
