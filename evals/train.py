@@ -121,7 +121,9 @@ def near_misses(questions, documents_text: dict[str, str], group, rng: random.Ra
     for q in questions:
         if not q.answers or not q.source or rng.random() > per_question:
             continue
-        gold = documents_text.get(q.source, "")
+        # The text that answers: the evidence sentences where the set gives them (ours), else the
+        # paragraph (SQuAD); the swapped-in name must not be in it.
+        gold = " ".join(q.evidence) if q.evidence else documents_text.get(q.source, "")
         spans = [m for m in _SWAPPABLE.finditer(q.question) if m.start() > 0 and m.group(0) in gold]
         if not spans:
             continue
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-k", type=int, default=5, help="passages retrieved per question (as at answering time)")
-    p.add_argument("--near-miss", type=float, default=0.5, help="share of answerable questions to make a near-miss from")
+    p.add_argument("--near-miss", type=float, default=1.0, help="share of answerable questions to make a near-miss from")
     p.add_argument("--report", default=None, help="write the held-out figures as JSON here")
     p.add_argument("--predictions", default=None, help="write each question's held-out confidence as JSON Lines here")
     args = p.parse_args(argv)
