@@ -94,6 +94,9 @@ def answer_type(question: str) -> str | None:
     return None
 
 
+_COMPANY_SUFFIXES = frozenset("co ltd inc corp llc plc gmbh ag sa nv bv pty group company corporation limited holdings".split())
+
+
 def offers(sentence: str, kind: str | None, question: str) -> bool:
     """Whether ``sentence`` holds something of the asked kind that the question does not already say."""
     if kind is None:
@@ -106,7 +109,9 @@ def offers(sentence: str, kind: str | None, question: str) -> bool:
     if kind == "date":
         return any(new(m.group(0)) for m in _MONTH_WORD.finditer(sentence)) or any(new(m.group(0)) for m in _YEAR.finditer(sentence))
     if kind == "person":
-        return any(new(m.group(0)) for m in _NAME.finditer(sentence))
+        # A company's legal suffix is not a new name: "Acme Tools Co., Ltd." names no one new.
+        return any(new(" ".join(w for w in m.group(0).split() if w.lower() not in _COMPANY_SUFFIXES))
+                   for m in _NAME.finditer(sentence))
     return any(new(m.group(0)) for m in _CAPITAL.finditer(sentence[1:]))  # place: a proper noun past the first word
 
 

@@ -148,3 +148,12 @@ def test_focus_terms_are_the_names_and_numbers_a_question_mentions():
     assert focus_terms("When did the Oresund Bridge open to 2,000 cars?") == {"oresund", "bridg", "2000"}
     assert focus_terms("Who founded Acme?") == {"acm"}  # the first word is capitalised anyway
     assert focus_terms("how big is bmc software") == frozenset()
+
+
+def test_a_company_suffix_is_not_a_new_name_for_who():
+    from rag.text import offers
+
+    q = "Who is the chief engineer of Brightwater Pumps?"
+    assert not offers("Brightwater Pumps Co., Ltd. opened in 2011.", "person", q)
+    assert not offers("Brightwater Pumps Group grew fast.", "person", q)
+    assert offers("Chief engineer Mara Quill said the pumps are ready.", "person", q)

@@ -65,7 +65,7 @@ class ExtractiveAnswerer:
                           outcome=REFUSE)
         rows = self.select(c, p)
         if s.complete_answers:
-            rows = self.complete(c, rows)
+            rows = self.complete(c, rows, p)
         citations = tuple(self.citation(n, r) for n, r in enumerate(rows, start=1))
         text = " ".join(f"{x.quote} [{x.n}]" for x in citations)
         return Answer(question=question, text=text, abstained=False, citations=citations, hits=tuple(hits),
@@ -101,23 +101,27 @@ class ExtractiveAnswerer:
             length += extra
         return picked
 
-    def complete(self, c: Candidates, rows: list[int]) -> list[int]:
+    def complete(self, c: Candidates, rows: list[int], p: np.ndarray | None = None) -> list[int]:
         """If the question asks for a kind of answer (a name for "who", a figure for "how many") that
-        none of ``rows`` holds, add the nearest of the next three sentences of [1]'s section that holds
-        it and shares a term with the question."""
+        none of ``rows`` holds, add one of the next three sentences of [1]'s section that holds it and
+        shares a term with the question: the one the sentence model ranks highest (``p``), else the
+        nearest."""
         s, idx = self.settings, self.index
         if c.kind is None or len(rows) >= s.max_sentences or any(offers(idx.sentence_text(r), c.kind, c.question) for r in rows):
             return rows
+        prob = dict(zip(c.rows.tolist(), p.tolist())) if p is not None else {}
         length = sum(_cost(idx.sentence_text(r)) for r in rows)
+        best, best_p = None, -1.0
         r = rows[0]
         for _ in range(3):
             r = next_row(idx, r)
             if r is None:
                 break
             text = idx.sentence_text(r)
-            if r not in rows and offers(text, c.kind, c.question) and idx.sentence_terms(r) & c.q_terms:
-                return rows + [r] if length + _cost(text) <= s.max_chars else rows
-        return rows
+            if r not in rows and offers(text, c.kind, c.question) and idx.sentence_terms(r) & c.q_terms \
+                    and prob.get(r, 0.0) > best_p and length + _cost(text) <= s.max_chars:
+                best, best_p = r, prob.get(r, 0.0)
+        return rows + [best] if best is not None else rows
 
     def citation(self, n: int, row: int) -> Citation:
         idx = self.index
