@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
 QUESTIONS = ROOT / "evals" / "questions.jsonl"
-GOALS = {"query_p50_over_encode": 1.3, "build_over_encode": 1.2, "help_s": 0.3, "ask_s": 3.0, "serve_s": 6.0,
+GOALS = {"query_p50_over_torch_encode": 1.0, "build_over_encode": 1.2, "help_s": 0.3, "ask_s": 3.0, "serve_s": 6.0,
          "scale_1m_p95_ms": 20.0, "scale_1m_ram_gb": 2.0, "scale_recall10": 0.95}
 
 
@@ -74,9 +74,23 @@ def bench_latency(index_dir: Path, repeats: int = 3, limit: int | None = None) -
             assistant.ask(q)
             ask.append(time.perf_counter() - t)
     floor = _median_ms(encode)
+    # The goal of the answer model (issue 10): a whole answer costs at most one torch encode of the
+    # question, which is what every peer pays before answering anything.
+    from rag.embed import SentenceTransformerEmbedder
+
+    torch_embedder = SentenceTransformerEmbedder()
+    for q in questions[:5]:
+        torch_embedder.embed_query(q)
+    torch_encode = []
+    for q in questions:
+        t = time.perf_counter()
+        torch_embedder.embed_query(q)
+        torch_encode.append(time.perf_counter() - t)
+    torch_floor = _median_ms(torch_encode)
     return {"questions": len(questions), "repeats": repeats, "encode_p50_ms": floor, "ask_p50_ms": _median_ms(ask),
             "ask_p95_ms": _p95_ms(ask), "query_p50_over_encode": _median_ms(ask) / floor,
-            "query_p95_over_encode": _p95_ms(ask) / floor}
+            "query_p95_over_encode": _p95_ms(ask) / floor, "torch_encode_p50_ms": torch_floor,
+            "query_p50_over_torch_encode": _median_ms(ask) / torch_floor}
 
 
 # ------------------------------------------------------------------------------------------ 2. build
@@ -342,8 +356,9 @@ def markdown(r: dict) -> str:
     lines = ["# Benchmarks", "", f"Machine: {m['cpu']}, {m['cores']} cores; torch threads {m['torch_threads']}, "
              f"FAISS threads {m['faiss_threads']}; Python {m['python']}.", "",
              "| goal | measured | target | |", "|---|---|---|---|",
-             f"| query p50 / encode p50 | {lat['query_p50_over_encode']:.2f}× ({lat['ask_p50_ms']:.1f} / {lat['encode_p50_ms']:.1f} ms; "
-             f"p95 {lat['ask_p95_ms']:.1f} ms) | ≤ 1.3× | {ok(lat['query_p50_over_encode'] <= 1.3)} |",
+             f"| query p50 / one torch encode p50 | {lat['query_p50_over_torch_encode']:.2f}× ({lat['ask_p50_ms']:.1f} / "
+             f"{lat['torch_encode_p50_ms']:.1f} ms; p95 {lat['ask_p95_ms']:.1f} ms) | ≤ 1.0× | {ok(lat['query_p50_over_torch_encode'] <= 1.0)} |",
+             f"| query p50 / one ONNX encode p50 | {lat['query_p50_over_encode']:.2f}× ({lat['encode_p50_ms']:.1f} ms) | – | |",
              f"| index build / raw encode | {b['build_over_encode']:.2f}× ({b['build_s']:.1f} / {b['encode_all_s']:.1f} s, "
              f"{b['passages']} passages + {b['sentences']} sentences) | ≤ 1.2× | {ok(b['build_over_encode'] <= 1.2)} |",
              f"| `rag --help` | {s['help_s']:.2f} s | < 0.3 s | {ok(s['help_s'] < 0.3)} |",

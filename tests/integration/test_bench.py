@@ -14,6 +14,7 @@ def test_bench_quick_writes_its_report(tmp_path):
     assert set(r) >= {"machine", "latency", "build", "startup", "throughput", "scale"}
     assert r["machine"]["cores"] == os.cpu_count()
     assert r["latency"]["query_p50_over_encode"] > 0 and r["build"]["build_over_encode"] > 0
+    assert r["latency"]["query_p50_over_torch_encode"] > 0
     assert [row["passages"] for row in r["scale"]] == [3000]
     assert r["scale"][0]["faiss_index"] == "IndexFlatIP" and r["scale"][0]["recall_at_10"] == 1.0  # exact search
     assert all((level["errors"], level["mismatches"]) == (0, 0) for level in r["throughput"].values())
