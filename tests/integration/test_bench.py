@@ -18,4 +18,4 @@ def test_bench_quick_writes_its_report(tmp_path):
     assert [row["passages"] for row in r["scale"]] == [3000]
     assert r["scale"][0]["faiss_index"] == "IndexFlatIP" and r["scale"][0]["recall_at_10"] == 1.0  # exact search
     assert all((level["errors"], level["mismatches"]) == (0, 0) for level in r["throughput"].values())
-    assert "| query p50 / encode p50 |" in (tmp_path / "bench.md").read_text()
+    assert "| query p50 / one torch encode p50 |" in (tmp_path / "bench.md").read_text()
