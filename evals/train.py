@@ -246,13 +246,18 @@ def ece(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
                      for b in range(bins) if (idx == b).any()) / len(conf))
 
 
+def _top1_gold(it: Item, p: np.ndarray) -> bool:
+    """Whether the sentence the model ranks first holds a gold string."""
+    return bool(len(it.y)) and bool(it.y[int(np.argmax(p))])
+
+
 def figures(items: list[Item], probs, conf: np.ndarray, refuse_below: float) -> dict:
     """Per dataset and per question type, on held-out predictions."""
     def one(sel: list[int]) -> dict:
         ans = np.array([items[i].answerable for i in sel])
         c = conf[sel]
         refused = c < refuse_below
-        top = np.array([bool(len(items[i].y)) and bool(items[i].y[int(np.argmax(probs[i]))]) for i in sel])
+        top = np.array([_top1_gold(items[i], probs[i]) for i in sel])
         n_ans, n_un = int(ans.sum()), int((~ans).sum())
         tp = int((refused & ~ans).sum())
         prec = tp / refused.sum() if refused.sum() else 0.0
@@ -328,9 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.report).write_text(json.dumps(held_out, indent=1))
     if args.predictions:  # the held-out confidences, to study thresholds without retraining
         with open(args.predictions, "w", encoding="utf-8") as f:
-            for it, c in zip(items, conf):
+            for it, c, p in zip(items, conf, probs):
                 f.write(json.dumps({"dataset": it.dataset, "id": it.qid, "type": it.type, "answerable": it.answerable,
-                                    "confidence": round(float(c), 6)}) + "\n")
+                                    "top1_gold": _top1_gold(it, p), "confidence": round(float(c), 6)}) + "\n")
     print(json.dumps(held_out, indent=1))
     print(f"refuse below {refuse_below}; model written to {args.out} in {seconds} s", file=sys.stderr)
     return 0
