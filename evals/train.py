@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from evals import metrics as M
+
 ROOT = Path(__file__).resolve().parent.parent
 DEV = ROOT.parent / "shared" / "benchmarks-dev"
 DEFAULTS = {"squad": DEV / "squad2-part-a" / "dev-v2.0-part-a.json", "wikiqa": DEV / "wikiqa-dev",
@@ -240,12 +242,6 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def ece(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
-    idx = np.minimum((conf * bins).astype(int), bins - 1)
-    return float(sum(abs(correct[idx == b].mean() - conf[idx == b].mean()) * (idx == b).sum()
-                     for b in range(bins) if (idx == b).any()) / len(conf))
-
-
 def _top1_gold(it: Item, p: np.ndarray) -> bool:
     """Whether the sentence the model ranks first holds a gold string."""
     return bool(len(it.y)) and bool(it.y[int(np.argmax(p))])
@@ -272,7 +268,7 @@ def figures(items: list[Item], probs, conf: np.ndarray, refuse_below: float) -> 
                         "refusal_f1": round(2 * prec * rec / (prec + rec), 3) if prec + rec else 0.0})
         if n_ans and n_un:
             out["auc"] = round(auc(c, ans), 3)
-        out["ece"] = round(ece(c, ans.astype(float)), 3)
+        out["ece"] = round(M.calibration(c.tolist(), ans.tolist())["ece"], 3)
         return out
 
     report = {}
