@@ -106,14 +106,16 @@ def candidates(index: Index, question: str, hits: Sequence[Hit], query_vector: n
     q_terms = frozenset(tokenize(question))
     kind = answer_type(question)
     focus = focus_terms(question) & q_terms
+    idf = {t: index.idf(t) for t in q_terms}
+    unknown = _unknown(index, idf)
     if not rank:
         return Candidates(question, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(SENTENCE_FEATURES))),
-                          (), np.zeros(0, bool), q_terms, kind, _unknown(index, q_terms), 0.0, 0.0, 0.0 if focus else 1.0,
+                          (), np.zeros(0, bool), q_terms, kind, unknown, 0.0, 0.0, 0.0 if focus else 1.0,
                           float(bool(focus)))
     rows = np.fromiter(rank, dtype=np.int64)
     sem = np.asarray(index.sentence_vectors[rows]) @ np.asarray(query_vector, dtype=np.float32)
     q_numbers = numbers(question)
-    weights = {t: index.idf(t) * (2.0 if t in q_numbers else 1.0) for t in q_terms}
+    weights = {t: w * (2.0 if t in q_numbers else 1.0) for t, w in idf.items()}
     total = sum(weights.values()) or 1.0
     rare = set(sorted(q_terms, key=lambda t: (-weights[t], t))[:2])
     doc_col = index.sentences[:, S_DOC]
@@ -148,19 +150,18 @@ def candidates(index: Index, question: str, hits: Sequence[Hit], query_vector: n
     return Candidates(
         question=question, rows=rows, ranks=np.array([rank[r] for r in rows.tolist()], dtype=np.int64), X=X,
         terms=tuple(held), needs_previous=np.array(needs, dtype=bool), q_terms=q_terms, kind=kind,
-        unknown=_unknown(index, q_terms), rare_any=len(rare & seen) / len(rare) if rare else 0.0,
+        unknown=unknown, rare_any=len(rare & seen) / len(rare) if rare else 0.0,
         cov_any=sum(weights[t] for t in seen) / total, focus_any=len(focus & seen) / len(focus) if focus else 1.0,
         names=float(bool(focus)),
     )
 
 
-def _unknown(index: Index, q_terms: frozenset[str]) -> float:
-    """IDF-weighted share of the question's terms that no passage holds: a question about something
-    the articles never name."""
-    if not q_terms:
+def _unknown(index: Index, weights: dict[str, float]) -> float:
+    """IDF-weighted share of the question's terms (``weights``: term -> idf) that no passage holds: a
+    question about something the articles never name."""
+    if not weights:
         return 1.0
     vocab = index.bm25.vocab_dict
-    weights = {t: index.idf(t) for t in q_terms}
     return sum(w for t, w in weights.items() if t not in vocab) / (sum(weights.values()) or 1.0)
 
 
