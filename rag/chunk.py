@@ -19,13 +19,17 @@ from rag.types import BODY, HEADING, Chunk, Document, Sentence
 
 # Bump when split() would cut a document differently: indexes record it, and a different value
 # re-embeds everything (reused vectors must belong to exactly the same passages and sentences).
-VERSION = 6
+VERSION = 7
 
 # pysbd is accurate but slow on pathological input; beyond this a line is split by a plain rule.
 _PYSBD_MAX_CHARS = 20_000
 _SIMPLE_SPLIT = re.compile(r"(?<=[.!?。！？])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])")
 _MAX_SENTENCE_WORDS = 200
 _LINE_BREAKS = {ord(c): " " for c in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}  # longer "sentences" (lists, tables, run-ons) are cut at whitespace
+# "!" and "?" that cannot end an English sentence: inside a token (a URL's "?id=5", CSS "!important",
+# "!="), opening a Markdown image "![alt](…)", or a run of "!" before a lowercase word ("Yahoo! rose",
+# "What a finish?! fans asked": a sentence starts with a capital). pysbd cuts at some of them.
+_NOT_AN_END = re.compile(r"[!?](?=[\w=])|!(?=\[[^\]]*\][(\[])|[!?]*![!?]*(?=\s+[a-z])")
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,22 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
             break
         cursor = found + len(stripped)
         spans.append((start + found, start + cursor))
+    spans = _join_false_ends(piece, spans, start)
     return [c for span in spans for s in _cap_words(text, *span) for c in clauses(text, *s)]
+
+
+def _join_false_ends(piece: str, spans: list[tuple[int, int]], start: int) -> list[tuple[int, int]]:
+    """``spans`` with each cut made right after a mark of _NOT_AN_END undone (the two sides joined,
+    gap included). Joining after segmenting, rather than hiding the marks from pysbd, leaves every
+    other cut where it was: pysbd's cuts depend on their context."""
+    false_ends = {start + i + 1 for m in _NOT_AN_END.finditer(piece) for i in range(m.start(), m.end())}
+    out: list[tuple[int, int]] = []
+    for s, e in spans:
+        if out and out[-1][1] in false_ends:
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
 
 
 def _simple_split(piece: str) -> list[str]:

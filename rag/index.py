@@ -29,7 +29,7 @@ from rag.config import FORMAT_VERSION, ChunkSettings
 from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound, IndexOutdated
 from rag.text import TOKENIZER_VERSION
 
-SPLITTER_VERSION = 6  # = rag.chunk.VERSION, kept here so loading an index does not import pysbd
+SPLITTER_VERSION = 7  # = rag.chunk.VERSION, kept here so loading an index does not import pysbd
 from rag.types import Block, Chunk, Document
 
 CURRENT = "CURRENT"

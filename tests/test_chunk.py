@@ -1,3 +1,5 @@
+import re
+
 from hypothesis import given, settings, strategies as st
 
 from conftest import MINI, SEEDS
@@ -115,3 +117,80 @@ def test_a_long_sentence_is_cut_at_its_strongest_clause_break():
     assert clauses("The ferry runs twice a day.", 0, 27) == [(0, 27)]
     long = "word " * 80
     assert clauses(long, 0, len(long) - 1) == [(0, len(long) - 1)]
+
+
+def _sentences(text):
+    return [text[s:e] for s, e in sentence_spans(text)]
+
+
+def test_a_markdown_image_does_not_end_a_sentence():
+    t = ("The museum posted a photo of the restored bridge ![The bridge at dusk](https://example.org/img/bridge.jpg) "
+         "on its website. Visitors can cross it from May.")
+    assert _sentences(t) == ["The museum posted a photo of the restored bridge ![The bridge at dusk]"
+                             "(https://example.org/img/bridge.jpg) on its website.", "Visitors can cross it from May."]
+    # with nothing after it, too
+    t = "The agency released a satellite image of the flooded valley ![](https://example.org/valley.png)"
+    assert _sentences(t) == [t]
+
+
+def test_a_mark_inside_a_token_does_not_end_a_sentence():
+    url = ("The council's page at https://example.gov/notice?id=42&lang=en lists the new fees. "
+           "Residents have until June to object.")
+    assert _sentences(url) == ["The council's page at https://example.gov/notice?id=42&lang=en lists the new fees.",
+                               "Residents have until June to object."]
+    css = "The leaked stylesheet hid the banner with display: none !important on phones. Engineers removed it."
+    assert _sentences(css) == ["The leaked stylesheet hid the banner with display: none !important on phones.",
+                               "Engineers removed it."]
+    code = "The audit flagged a check written as total != expected in the billing code. It was fixed in March."
+    assert _sentences(code) == ["The audit flagged a check written as total != expected in the billing code.",
+                                "It was fixed in March."]
+
+
+def test_exclamation_marks_before_a_lowercase_word_do_not_end_a_sentence():
+    t = "What a finish?! fans asked after the final whistle. The club said nothing."
+    assert _sentences(t) == ["What a finish?! fans asked after the final whistle.", "The club said nothing."]
+    t = "Shares of Yahoo! rose 3 percent on Monday, and the Jeopardy! host signed a new contract. Analysts were surprised."
+    assert _sentences(t) == ["Shares of Yahoo! rose 3 percent on Monday, and the Jeopardy! host signed a new contract.",
+                             "Analysts were surprised."]
+
+
+def test_a_real_exclamation_still_ends_a_sentence():
+    assert _sentences("Wow! That was fast, the mayor said.") == ["Wow!", "That was fast, the mayor said."]
+    assert _sentences("The fans had waited ten years for this!! The parade starts at noon.") == [
+        "The fans had waited ten years for this!!", "The parade starts at noon."]
+    t = 'The guard shouted "Stop!" and ran after the thief. Police arrived later.'
+    assert _sentences(t) == ['The guard shouted "Stop!" and ran after the thief.', "Police arrived later."]
+
+
+def test_joined_sentences_keep_offsets_into_the_whole_text():
+    body = "Read the report at https://example.net/r?page=2 before Friday. Then vote."
+    framed = "Headline text.\n\n" + body + "\n\nFooter."
+    lo = framed.index(body)
+    spans = sentence_spans(framed, lo, lo + len(body))
+    assert [framed[s:e] for s, e in spans] == ["Read the report at https://example.net/r?page=2 before Friday.", "Then vote."]
+    assert spans[0][0] == lo
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from(["Wow!", "That was fast.", "![map](https://e.org/m.png)", "https://e.org/a?b=1", "!important",
+                                 "Yahoo!", "rose", "?!", "Ugh!!", "that", "“Stop!”", "He", "said.", "x != y", "Mr.", "?", "!",
+                                 "\n", "fell![3]"]), max_size=25))
+def test_property_marks_that_end_nothing_only_join_sentences(parts):
+    from rag import chunk
+
+    text = " ".join(parts)
+    new = sentence_spans(text)
+    saved = chunk._NOT_AN_END
+    chunk._NOT_AN_END = re.compile(r"(?!)")  # matches nothing: the segmenter's own cuts
+    try:
+        old = sentence_spans(text)
+    finally:
+        chunk._NOT_AN_END = saved
+    # each sentence joins consecutive sentences of the segmenter: the first one's start to the last one's end
+    k = 0
+    for s, e in new:
+        assert old[k][0] == s
+        while old[k][1] != e:
+            k += 1
+        k += 1
+    assert k == len(old)
