@@ -21,7 +21,7 @@ from rag import index as storage
 from rag.answer import AnswerModel, ExtractiveAnswerer
 from rag.config import ChunkSettings, Settings, default_index_dir, whole_number
 from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, ensure_onnx
-from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments
+from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments, RagError
 from rag.ingest import ingest
 from rag.retrieve import HybridRetriever
 from rag.text import TOKENIZER_VERSION, tokenize
@@ -228,6 +228,14 @@ class Assistant:
                 raise EmbedderMismatch(str(index_dir), index.model_id, SentenceTransformerEmbedder.model_id)
             embedder = default_embedder(index_dir)
         return cls(index, embedder, settings or Settings(), model=model)
+
+    def outdated(self) -> bool:
+        """True when the index on disk has moved on since this assistant loaded it (another process or
+        page changed the library): load it again to see the change."""
+        try:
+            return storage.current_generation(self.index.directory.parent) != self.index.directory
+        except RagError:  # gone or damaged meanwhile: keep answering from what is loaded
+            return False
 
     def ask(self, question: str, history: Sequence[str] | None = None, k: int | None = None) -> Answer:
         """Answer ``question``; ``history`` holds earlier questions of the conversation, oldest first;

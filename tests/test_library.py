@@ -83,7 +83,7 @@ def test_add_then_remove_an_upload(lib, tmp_path):
     a = load(library)
     assert [r.source for r in rows(a.index)] == ["alpha.txt", "beta.md", "ferry.txt", "sub/gamma.txt"]
     assert a.ask("harbor ferry visitors").citations[0].doc_id == "ferry.txt"
-    assert library.remove(a.index, "ferry.txt") == "Removed ferry.txt and deleted its copy in the library."
+    assert library.remove(a.index, "ferry.txt") == "Removed ferry.txt. It can be restored under Removed documents."
     assert not (tmp_path / "library" / "ferry.txt").exists()
     a = load(library)
     assert "ferry.txt" not in [d.doc_id for d in a.index.docs]
@@ -93,7 +93,7 @@ def test_add_then_remove_an_upload(lib, tmp_path):
 def test_removing_a_source_document_keeps_the_file(lib, corpus):
     library, e = lib
     a = load(library)
-    assert library.remove(a.index, "beta.md") == "Removed beta.md from the index (the file itself is untouched)."
+    assert library.remove(a.index, "beta.md") == "Removed beta.md (its file is untouched). It can be restored under Removed documents."
     assert (corpus / "beta.md").exists()
     assert [d.doc_id for d in load(library).index.docs] == ["alpha.txt", "sub/gamma.txt"]
     # a plain re-index keeps it out; --include-removed brings it back
@@ -263,7 +263,7 @@ def test_a_failed_build_leaves_no_upload_and_the_index_as_it_was(lib, tmp_path, 
     assert "ferry.txt" not in [d.doc_id for d in load(library).index.docs]
 
 
-def test_when_putting_the_index_back_fails_too_the_message_says_what_to_run(lib, tmp_path, monkeypatch):
+def test_when_putting_the_index_back_fails_too_the_message_says_so_in_page_words(lib, tmp_path, monkeypatch):
     library, _ = lib
     up = tmp_path / "up.txt"
     up.write_text("Ferry news\n\nThe harbor ferry carries 900 visitors a day.\n")
@@ -272,7 +272,7 @@ def test_when_putting_the_index_back_fails_too_the_message_says_what_to_run(lib,
         library.add([(up, "ferry.txt")])
     assert str(e.value) == ("Could not add ferry.txt: indexing failed (OSError: [Errno 28] No space left on device). "
                             "Putting the index back failed too (OSError: [Errno 28] No space left on device): "
-                            f"run `rag index --index-dir {library.index_dir}` before asking.")
+                            "answers may be out of date until whoever runs this server re-indexes the library.")
     assert files(library) == []
 
 
@@ -370,8 +370,8 @@ def test_uploads_with_unicode_line_separators_work_through_the_library(lib, tmp_
     ferry.write_text("Ferry news\n\nThe harbor ferry carries 900 visitors a day.\n")
     assert library.add([(ferry, "ferry.txt")], after=lambda: load(library)) == (["ferry.txt"], [])
     assert library.remove(load(library).index, "cp1252.txt", after=lambda: load(library)) == \
-        "Removed cp1252.txt and deleted its copy in the library."
-    assert files(library) == ["ferry.txt", "seps.txt"]
+        "Removed cp1252.txt. It can be restored under Removed documents."
+    assert files(library) == [".removed", "ferry.txt", "seps.txt"]
     assert [d.doc_id for d in Assistant.load(library.index_dir, embedder=e).index.docs] == \
         ["alpha.txt", "beta.md", "ferry.txt", "seps.txt", "sub/gamma.txt"]
     build(None, library.index_dir, embedder=e, rebuild=True)
@@ -395,4 +395,46 @@ def test_a_removal_a_killed_server_left_half_done_is_finished_on_start(lib, tmp_
     # killed before the build: the index still lists kept.txt, whose file was set aside
     os.replace(folder / "kept.txt", folder / ".removing-kept.txt")
     Library(tmp_path / "idx", folder, e)
-    assert sorted(p.name for p in folder.iterdir()) == ["kept.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == [".removed", "kept.txt"]
+    assert [p.name for p in (folder / ".removed").iterdir()] == ["gone.txt"]  # restorable from the page
+
+
+def test_every_removal_can_be_undone(lib, corpus, tmp_path):
+    library, e = lib
+    up = tmp_path / "up.txt"
+    up.write_text("Ferry news\n\nThe harbor ferry carries 900 visitors a day.\n")
+    assert library.add([(up, "ferry.txt")]) == (["ferry.txt"], [])
+    assert library.removed() == []
+    library.remove(load(library).index, "ferry.txt")
+    library.remove(load(library).index, "beta.md")
+    assert "ferry.txt" not in indexed(library) and "beta.md" not in indexed(library)
+    listed = library.removed()
+    assert [r.key for r in listed] == ["library:ferry.txt", f"source:{(corpus / 'beta.md').resolve()}"]
+    assert listed[0].label == "Ferry news — ferry.txt"  # the title first, the file name after it
+    assert library.restore("library:ferry.txt") == "Restored ferry.txt."
+    assert library.restore(listed[1].key) == "Restored beta.md."
+    assert library.removed() == [] and storage.read_excluded(library.index_dir) == set()
+    a = load(library)
+    assert [d.doc_id for d in a.index.docs] == ["alpha.txt", "beta.md", "ferry.txt", "sub/gamma.txt"]
+    assert a.ask("harbor ferry visitors").citations[0].doc_id == "ferry.txt"
+    assert files(library) == [".removed", "ferry.txt"]
+
+
+def test_restoring_something_not_removed_is_refused(lib):
+    library, _ = lib
+    for key in ("library:../../etc/passwd", "source:/etc/passwd", "nonsense"):
+        with pytest.raises(RagError, match="no longer among the removed ones"):
+            library.restore(key)
+
+
+def test_a_failed_restore_keeps_the_document_removed(lib, tmp_path, monkeypatch):
+    library, _ = lib
+    up = tmp_path / "up.txt"
+    up.write_text("Ferry news\n\nThe harbor ferry carries 900 visitors a day.\n")
+    library.add([(up, "ferry.txt")])
+    library.remove(load(library).index, "ferry.txt")
+    before = indexed(library)
+    build_that_fails(monkeypatch, after_writing=True)
+    with pytest.raises(UpdateFailed, match=r"^Could not restore ferry.txt: indexing failed .* It is still removed; try again.$"):
+        library.restore("library:ferry.txt")
+    assert indexed(library) == before and [r.key for r in library.removed()] == ["library:ferry.txt"]

@@ -37,8 +37,9 @@ def test_sources_panel_marks_quote_and_escapes_article_text(tmp_path):
     assert "<script>" not in html and "&lt;b&gt;many&lt;/b&gt;" in html
     assert '<mark class="rag-quote" data-n="1">The harbor parade drew &lt;b&gt;many&lt;/b&gt; visitors.</mark>' in html
     assert "Harbor &lt;script&gt;" in html  # the title in the card's meta line, escaped
-    md = render.chat_markdown(answer)
-    assert md.split("\n\n")[-1] == "The harbor parade drew \\<b\\>many\\</b\\> visitors. **[1]**"
+    chat = render.chat_html(answer, a.index)
+    assert chat.endswith('<p class="rag-answer"><span class="rag-q">The harbor parade drew &lt;b&gt;many&lt;/b&gt; visitors.'
+                         '</span> <a class="rag-cite-link" href="#turn-0-cite-1" title="Open source 1">[1]</a></p>')
 
 
 class _Index:
@@ -67,12 +68,13 @@ def _answered(outcome: str, confidence: float):
 def test_confidence_is_said_in_words_with_the_number_on_hover():
     sure, index = _answered("answer", 0.8749)
     maybe, _ = _answered("possible", 0.4151)
-    quote_md = "The ferry \\<b\\>carries\\</b\\> 900 visitors a day. **[1]**"
-    assert render.chat_markdown(sure) == (
-        '<span class="rag-confidence rag-answer" title="confidence 0.87">Confident answer</span>\n\n' + quote_md)
-    assert render.chat_markdown(maybe) == (
-        '<span class="rag-confidence rag-possible" title="confidence 0.42">Possible answer — check the source</span>\n\n'
-        + quote_md)
+    quote = ('<p class="rag-answer"><span class="rag-q">The ferry &lt;b&gt;carries&lt;/b&gt; 900 visitors a day.</span> '
+             '<a class="rag-cite-link" href="#turn-0-cite-1" title="Open source 1">[1]</a></p>')
+    assert render.chat_html(sure, index) == (
+        '<p><span class="rag-confidence rag-answer" title="confidence 0.87">Confident answer</span></p>' + quote)
+    assert render.chat_html(maybe, index) == (
+        '<p><span class="rag-confidence rag-possible" title="confidence 0.42">Possible answer — check the source</span></p>'
+        + quote)
     card = ('<div class="rag-card" id="cite-1"><div class="rag-label">[1]</div>'
             '<div class="rag-meta">Ferry news · undated · ferry.txt · passage score 0.812 · chars 12–56</div>'
             '<div class="rag-text">Ferry news\n\n<mark class="rag-quote" data-n="1">The ferry &lt;b&gt;carries&lt;/b&gt; 900 '
@@ -87,20 +89,21 @@ def test_confidence_is_said_in_words_with_the_number_on_hover():
 
 def test_a_refusal_has_no_confidence_badge():
     refused, index = _answered("refuse", 0.03)
-    md = render.chat_markdown(refused)
-    assert md == ("**The articles don't say.** I found no sentence that answers this, so I won't quote a weak match. "
-                  "Related passages (not an answer):\n- *ferry.txt*: The ferry \\<b\\>carries\\</b\\> 900 visitors a day. "
-                  "It sails at dawn.")
+    md = render.chat_html(refused, index)
+    assert md == ("<p><strong>The articles don't say.</strong> I found no sentence that answers this, so I won't quote a "
+                  "weak match.</p><p>Related passages (not an answer):</p><ul><li><em>Ferry news — ferry.txt</em>: "
+                  '<span class="rag-q">The ferry &lt;b&gt;carries&lt;/b&gt; 900 visitors a day. It sails at dawn.</span>'
+                  "</li></ul>")
     assert render.sources_html(refused, index) == (
         '<div class="rag-sources"><div class="rag-card rag-related"><div class="rag-label">Related passage 1 · not an '
-        'answer</div><div class="rag-meta">ferry.txt · score 0.812</div><div class="rag-text">The ferry &lt;b&gt;carries'
+        'answer</div><div class="rag-meta">Ferry news — ferry.txt · score 0.812</div><div class="rag-text">The ferry &lt;b&gt;carries'
         '&lt;/b&gt; 900 visitors a day. It sails at dawn.</div></div></div>')
     assert "rag-confidence" not in md
 
 
 def test_abstention_is_labelled_as_related_not_an_answer(mini_assistant):
     a = mini_assistant.ask("Who won the 2018 FIFA World Cup?")
-    assert render.chat_markdown(a).startswith("**The articles don't say.**")
+    assert render.chat_html(a, mini_assistant.index).startswith("<p><strong>The articles don't say.</strong>")
     assert render.sources_html(a, mini_assistant.index).count("not an answer") == 3
 
 
@@ -170,3 +173,63 @@ def test_an_old_citation_is_marked_only_where_its_quote_still_is(tmp_path):
     gone = index_of(None)
     assert render.citation_html(gone, *cited) == ('<div class="rag-article rag-missing">This article is no longer in the '
                                                   'library; ask again to cite the articles it holds now.</div>')
+
+
+def test_a_refusal_opens_the_closest_passage_labelled_not_an_answer():
+    refused, index = _answered("refuse", 0.03)
+    page = render.answer_article_html(index, refused)
+    assert page.startswith('<div class="rag-note rag-closest">Closest passage, not an answer: the articles don&#x27;t '
+                           'answer this question.</div><div class="rag-article">')
+    assert '<mark id="rag-highlight" class="rag-passage">The ferry &lt;b&gt;carries&lt;/b&gt;' in page
+    assert "rag-quote" not in page
+    sure, _ = _answered("answer", 0.9)
+    assert render.answer_article_html(index, sure) == render.article_html(index, "ferry.txt", 12, 56)
+    from dataclasses import replace
+    assert render.answer_article_html(index, replace(refused, hits=())) == ""
+
+
+def test_library_table_and_status_are_text_never_markup():
+    from ui.library import Row
+
+    rows = [Row("# [x](http://e).md", "<b>Big</b> news", "", 1.25, 3)]
+    assert render.library_html(rows) == (
+        '<table class="rag-library"><thead><tr><th>Article</th><th class="rag-num">KB</th><th class="rag-num">Passages'
+        '</th></tr></thead><tbody><tr><td><div class="rag-lib-title">&lt;b&gt;Big&lt;/b&gt; news</div><div class="rag-meta">'
+        '# [x](http://e).md · undated</div></td><td class="rag-num">1.2</td><td class="rag-num">3</td></tr></tbody></table>')
+    assert render.text_html("Added a.txt.\n# [x](http://e).md: the file is empty") == \
+        "<p>Added a.txt.</p><p># [x](http://e).md: the file is empty</p>"
+
+
+def test_citation_choices_name_the_title_then_the_file():
+    sure, _ = _answered("answer", 0.9)
+    assert render.citation_choices(sure) == [("[1] Ferry news — ferry.txt", "1")]
+
+
+def test_page_errors_speak_to_the_person_on_the_page():
+    from rag.errors import DocumentNotFound, EmptyQuestion
+    from ui.app import for_page
+
+    assert for_page(EmptyQuestion()) == "The question has no words in it: type a question in words."
+    assert for_page(DocumentNotFound("x.txt")) == "That document is no longer in the library; the list now shows what it holds."
+    assert for_page(OSError(5, "Input/output error")) == ("Something went wrong on the server (OSError: [Errno 5] "
+                                                          "Input/output error); nothing was changed, try again.")
+    for e in (EmptyQuestion(), DocumentNotFound("x.txt")):
+        assert "rag " not in for_page(e) and "rag " in str(e)  # the CLI's words name a command; the page's don't
+
+
+def test_the_page_sees_a_library_changed_by_another_process(tmp_path, corpus):
+    """Another server or `rag index` changed the index: the next request answers from the new one."""
+    from fakes import KeywordEmbedder, rule_model
+    from rag.pipeline import build
+    from ui.app import Holder
+
+    e = KeywordEmbedder()
+    build([corpus], tmp_path / "idx", embedder=e)
+    holder = Holder(tmp_path / "idx", e, rule_model())
+    before = holder.current()
+    assert holder.current() is before  # unchanged: no reload
+    (corpus / "ferry.txt").write_text("Ferry news\n\nThe harbor ferry carries 900 visitors a day.\n")
+    build([corpus], tmp_path / "idx", embedder=KeywordEmbedder())  # as another process would
+    now = holder.current()
+    assert now is not before and "ferry.txt" in [d.doc_id for d in now.index.docs]
+    assert now.ask("harbor ferry visitors").citations[0].doc_id == "ferry.txt"

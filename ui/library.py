@@ -24,6 +24,7 @@ from rag.ingest import decode
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 ALLOWED = (".txt", ".md")
 TRASH_PREFIX = ".removing-"  # a file being removed waits under this hidden name, which discover() skips
+REMOVED_DIR = ".removed"  # removed uploads are kept here (hidden: never indexed) so the page can restore them
 
 
 class UploadRejected(RagError):
@@ -47,6 +48,32 @@ def rows(index) -> list[Row]:
     counts = index.doc_chunk_counts()
     return [Row(d.doc_id, d.title or "", d.date or "", round(len(d.text.encode("utf-8")) / 1024, 1), int(n))
             for d, n in zip(index.docs, counts)]
+
+
+@dataclass(frozen=True)
+class Removed:
+    """A removed document the page can bring back: ``key`` says where it is kept."""
+
+    key: str  # "library:<file name in REMOVED_DIR>" or "source:<absolute path of an excluded file>"
+    label: str
+
+
+def _title_of(path: Path) -> str | None:
+    from rag.ingest import read_document
+
+    try:
+        return read_document(path, path.name)[0].title
+    except Exception:  # a label only: an unreadable file is still listed by its name
+        return None
+
+
+def _fresh_path(folder: Path, name: str) -> Path:
+    stem, _, ext = name.rpartition(".")
+    target, n = folder / name, 2
+    while target.exists() or target.with_name(TRASH_PREFIX + target.name).exists():
+        target = folder / f"{stem}-{n}.{ext}"
+        n += 1
+    return target
 
 
 def safe_name(name: str) -> str:
@@ -84,12 +111,7 @@ def place(library: Path, upload: Path, name: str) -> Path:
     """
     library.mkdir(parents=True, exist_ok=True)
     name = safe_name(name)
-    stem, _, ext = name.rpartition(".")
-    target = library / name
-    n = 2
-    while target.exists():
-        target = library / f"{stem}-{n}.{ext}"
-        n += 1
+    target = _fresh_path(library, name)
     if target.resolve().parent != library.resolve():
         raise UploadRejected(f"{name}: not a valid file name")
     try:
@@ -137,7 +159,70 @@ class Library:
             if str(original.resolve()) in listed and not original.exists():
                 os.replace(trash, original)
             else:
-                trash.unlink(missing_ok=True)
+                self._keep_removed(trash, original.name)
+
+    def _keep_removed(self, trash: Path, name: str) -> None:
+        """Move a removed upload into the removed folder, where the page can restore it from."""
+        kept = self.library_dir / REMOVED_DIR
+        kept.mkdir(parents=True, exist_ok=True)
+        os.replace(trash, _fresh_path(kept, name))
+
+    def removed(self) -> list[Removed]:
+        """What the page can restore: removed uploads, then removed files of the indexed folders that
+        still exist, newest removal first within each."""
+        out = []
+        kept = self.library_dir / REMOVED_DIR
+        if kept.is_dir():
+            for f in sorted(kept.iterdir(), key=lambda f: f.stat().st_mtime, reverse=True):
+                if f.is_file():
+                    title = _title_of(f)
+                    out.append(Removed(f"library:{f.name}", f"{title} — {f.name}" if title else f.name))
+        from rag.index import read_excluded
+
+        for path in sorted(read_excluded(self.index_dir)):
+            p = Path(path)
+            if p.is_file():
+                title = _title_of(p)
+                out.append(Removed(f"source:{path}", f"{title} — {path}" if title else path))
+        return out
+
+    def restore(self, key: str, after: Callable[[], None] | None = None) -> str:
+        """Bring a removed document back into the index; returns a message for the user.
+
+        Raises:
+            RagError: ``key`` is not one of ``removed()``.
+            UpdateFailed: the build or ``after`` failed; the document stays removed.
+        """
+        with self._lock:
+            kind, _, what = key.partition(":")
+            if key not in {r.key for r in self.removed()}:
+                raise RagError("That document is no longer among the removed ones; reload the page to see the list")
+            if kind == "source":
+                from rag import index as storage
+
+                with storage.BuildLock(self.index_dir, timeout=300):
+                    storage.write_excluded(self.index_dir, storage.read_excluded(self.index_dir) - {what})
+                try:
+                    self._build()
+                    if after is not None:
+                        after()
+                except Exception as e:
+                    with storage.BuildLock(self.index_dir, timeout=300):
+                        storage.write_excluded(self.index_dir, storage.read_excluded(self.index_dir) | {what})
+                    raise self._failed(f"restore {Path(what).name}", "indexing", e, self._restore(),
+                                       "It is still removed") from None
+                return f"Restored {Path(what).name}."
+            kept = self.library_dir / REMOVED_DIR / what
+            target = _fresh_path(self.library_dir, what)
+            os.replace(kept, target)
+            try:
+                self._build()
+                if after is not None:
+                    after()
+            except Exception as e:
+                os.replace(target, kept)
+                raise self._failed(f"restore {what}", "indexing", e, self._restore(), "It is still removed") from None
+            return f"Restored {target.name}."
 
     def sources(self) -> list[str]:
         from rag.index import read_manifest
@@ -172,8 +257,9 @@ class Library:
         message = f"Could not {action}: {step} failed ({_describe(error)})."
         if restore_error is None:
             return UpdateFailed(f"{message} {kept}; try again.")
-        return UpdateFailed(f"{message} Putting the index back failed too ({_describe(restore_error)}): "
-                            f"run `rag index --index-dir {self.index_dir}` before asking.")
+        # Said to someone using the page: what they can do there, not a command to run.
+        return UpdateFailed(f"{message} Putting the index back failed too ({_describe(restore_error)}): answers may "
+                            "be out of date until whoever runs this server re-indexes the library.")
 
     def add(self, uploads: list[tuple[Path, str]], index=None,
             after: Callable[[], None] | None = None) -> tuple[list[str], list[str]]:
@@ -272,8 +358,8 @@ class Library:
                         os.replace(trash, path)
                     raise self._failed(f"remove {doc_id}", step, e, self._restore(),
                                        f"{doc_id} is still in the library") from None
-                trash.unlink(missing_ok=True)
-                return f"Removed {doc_id} and deleted its copy in the library."
+                self._keep_removed(trash, path.name)
+                return f"Removed {doc_id}. It can be restored under Removed documents."
             try:
                 self._build(remove=[str(path)] if path else [])
                 step = "reloading the index"
@@ -282,7 +368,7 @@ class Library:
             except Exception as e:
                 raise self._failed(f"remove {doc_id}", step, e, self._unexclude(path),
                                    f"{doc_id} is still in the library") from None
-            return f"Removed {doc_id} from the index (the file itself is untouched)."
+            return f"Removed {doc_id} (its file is untouched). It can be restored under Removed documents."
 
     def _unexclude(self, path: Path | None) -> BaseException | None:
         """Undo a removal of a file outside the library: take it off the exclusion list, re-index."""

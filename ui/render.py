@@ -20,22 +20,56 @@ def confidence_badge(answer: Answer) -> str:
             f"{words}</span>")
 
 
-def chat_markdown(answer: Answer) -> str:
-    """The assistant's chat message."""
-    note = f"*{_md(answer.notice)}*\n\n" if answer.notice else ""
+def chat_html(answer: Answer, index=None, turn: int = 0) -> str:
+    """The assistant's chat message, as HTML the chat shows without Markdown, math or autolinks: each
+    quote is the article's text escaped, so the page shows it character for character. Each [n] links
+    to citation n of answer number ``turn`` (the page's script opens it in the article view)."""
+    note = f'<p class="rag-notice"><em>{_esc(answer.notice)}</em></p>' if answer.notice else ""
     badge = confidence_badge(answer)
-    return note + (badge + "\n\n" if badge else "") + _chat_body(answer)
+    return note + (f"<p>{badge}</p>" if badge else "") + _chat_body(answer, index, turn)
 
 
-def _chat_body(answer: Answer) -> str:
+def _chat_body(answer: Answer, index, turn: int) -> str:
     if answer.kind == REFUSE:
-        lines = ["**The articles don't say.** I found no sentence that answers this, so I won't quote a weak match. "
-                 "Related passages (not an answer):"]
-        for h in answer.hits[:3]:
-            lines.append(f"- *{_md(h.chunk.doc_id)}*: {_md(_short(h.chunk.text, 180))}")
-        return "\n".join(lines)
-    parts = [f"{_md(c.quote)} **[{c.n}]**" for c in answer.citations]
-    return " ".join(parts)
+        items = "".join(f'<li><em>{_esc(_hit_label(h, index))}</em>: '
+                        f'<span class="rag-q">{_esc(_short(h.chunk.text, 180))}</span></li>' for h in answer.hits[:3])
+        return ("<p><strong>The articles don't say.</strong> I found no sentence that answers this, so I won't "
+                "quote a weak match.</p>" + (f"<p>Related passages (not an answer):</p><ul>{items}</ul>" if items else ""))
+    parts = [f'<span class="rag-q">{_esc(c.quote)}</span> <a class="rag-cite-link" href="#turn-{turn}-cite-{c.n}" '
+             f'title="Open source {c.n}">[{c.n}]</a>' for c in answer.citations]
+    return '<p class="rag-answer">' + " ".join(parts) + "</p>"
+
+
+def _hit_label(hit, index) -> str:
+    doc = index.document(hit.chunk.doc_id) if index is not None else None
+    return doc_label(hit.chunk.doc_id, doc.title if doc else None)
+
+
+def doc_label(doc_id: str, title: str | None) -> str:
+    """How a document is named to people: its title, with the file name after it."""
+    return f"{title} — {doc_id}" if title else doc_id
+
+
+def citation_choices(answer: Answer) -> list[tuple[str, str]]:
+    """(label, value) of each citation for the page's citation radio group."""
+    return [(f"[{c.n}] {doc_label(c.doc_id, c.title)}", f"{c.n}") for c in answer.citations]
+
+
+def library_html(rows) -> str:
+    """The library as a table that fits a phone: the title first, its file name and date under it."""
+    if not rows:
+        return '<div class="rag-library-empty">The library is empty.</div>'
+    body = "".join(
+        f'<tr><td><div class="rag-lib-title">{_esc(r.title or "(untitled)")}</div>'
+        f'<div class="rag-meta">{_esc(r.source)} · {_esc(r.date or "undated")}</div></td>'
+        f'<td class="rag-num">{r.kb:.1f}</td><td class="rag-num">{r.passages}</td></tr>' for r in rows)
+    return ('<table class="rag-library"><thead><tr><th>Article</th><th class="rag-num">KB</th>'
+            f'<th class="rag-num">Passages</th></tr></thead><tbody>{body}</tbody></table>')
+
+
+def text_html(message: str) -> str:
+    """A status message (it may hold file names) shown as plain text, never as Markdown or HTML."""
+    return "".join(f"<p>{_esc(line)}</p>" for line in message.split("\n") if line.strip())
 
 
 def sources_html(answer: Answer, index) -> str:
@@ -43,7 +77,7 @@ def sources_html(answer: Answer, index) -> str:
     under a header saying how sure the answer is."""
     if answer.kind == REFUSE:
         cards = [f'<div class="rag-card rag-related"><div class="rag-label">Related passage {h.rank} · not an answer</div>'
-                 f'<div class="rag-meta">{_esc(h.chunk.doc_id)} · score {h.score:.3f}</div>'
+                 f'<div class="rag-meta">{_esc(_hit_label(h, index))} · score {h.score:.3f}</div>'
                  f'<div class="rag-text">{_esc(_short(h.chunk.text, 400))}</div></div>' for h in answer.hits[:3]]
         return '<div class="rag-sources">' + "".join(cards) + "</div>"
     scores = {}
@@ -67,19 +101,37 @@ def sources_html(answer: Answer, index) -> str:
     return '<div class="rag-sources">' + head + "".join(cards) + "</div>"
 
 
-def article_html(index, doc_id: str | None, start: int | None = None, end: int | None = None) -> str:
+def article_html(index, doc_id: str | None, start: int | None = None, end: int | None = None,
+                 mark_class: str = "rag-quote") -> str:
     """The whole indexed article with [start, end) marked. Only ids in the index are shown: anything
     else (a path, "../", a URL-encoded name) is "not found"."""
     doc = index.document(doc_id) if isinstance(doc_id, str) else None
     if doc is None:
         return '<div class="rag-article rag-missing">Article not found.</div>'
     text = doc.text
-    head = f'<div class="rag-meta">{_esc(doc.title or "(untitled)")} · {_esc(doc.date or "undated")} · {_esc(doc.doc_id)}</div>'
+    head = (f'<div class="rag-article-title">{_esc(doc.title or "(untitled)")}</div>'
+            f'<div class="rag-meta">{_esc(doc.date or "undated")} · {_esc(doc.doc_id)}</div>')
     if start is not None and end is not None and 0 <= start < end <= len(text):
-        body = _esc(text[:start]) + '<mark id="rag-highlight" class="rag-quote">' + _esc(text[start:end]) + "</mark>" + _esc(text[end:])
+        body = _esc(text[:start]) + f'<mark id="rag-highlight" class="{mark_class}">' + _esc(text[start:end]) + "</mark>" + _esc(text[end:])
     else:
         body = _esc(text)
     return f'<div class="rag-article">{head}<div class="rag-article-text">{body}</div></div>'
+
+
+CLOSEST = "Closest passage, not an answer: the articles don't answer this question."
+
+
+def answer_article_html(index, answer: Answer) -> str:
+    """The article view after an answer: the first citation's sentence marked; for a refusal, the
+    closest passage's article under a label saying it is not an answer; nothing when nothing was found."""
+    if answer.citations:
+        c = answer.citations[0]
+        return article_html(index, c.doc_id, c.start, c.end)
+    if not answer.hits:
+        return ""
+    top = answer.hits[0].chunk
+    return (f'<div class="rag-note rag-closest">{_esc(CLOSEST)}</div>'
+            + article_html(index, top.doc_id, top.start, top.end, mark_class="rag-passage"))
 
 
 ARTICLE_GONE = "This article is no longer in the library; ask again to cite the articles it holds now."
@@ -144,5 +196,21 @@ mark.rag-quote { background: #fde68a; padding: 1px 2px; border-radius: 3px; }
 .rag-article { max-height: 520px; overflow-y: auto; }
 .rag-details table { width: 100%; border-collapse: collapse; font-size: 0.85em; }
 .rag-details td, .rag-details th { border-bottom: 1px solid #e5e7eb; padding: 3px 6px; text-align: left; vertical-align: top; }
-@media (max-width: 700px) { .rag-article { max-height: 360px; } }
+.rag-q { white-space: pre-wrap; }
+.rag-hidden { display: none !important; }
+a.rag-cite-link { font-weight: 700; color: #1d4ed8; text-decoration: none; white-space: nowrap; }
+a.rag-cite-link:hover, a.rag-cite-link:focus { text-decoration: underline; }
+.rag-article-title { font-weight: 700; }
+mark.rag-passage { background: #e5e7eb; padding: 1px 2px; border-radius: 3px; }
+.rag-closest { background: #fef3c7; border: 1px solid #f59e0b; border-radius: 8px; padding: 6px 10px; }
+table.rag-library { width: 100%; table-layout: fixed; border-collapse: collapse; font-size: 0.9em; }
+table.rag-library th, table.rag-library td { border-bottom: 1px solid #e5e7eb; padding: 4px 6px; text-align: left;
+                                             vertical-align: top; overflow-wrap: anywhere; }
+table.rag-library th:nth-child(2) { width: 4.5em; }
+table.rag-library th:nth-child(3) { width: 5.5em; }
+table.rag-library .rag-num { text-align: right; }
+@media (max-width: 700px) {
+  .rag-article { max-height: 360px; }
+  #rag-chat { height: 340px !important; max-height: 340px; }
+}
 """

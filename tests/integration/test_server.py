@@ -44,33 +44,34 @@ def test_upload_is_cited_and_removal_makes_it_disappear(tmp_path, seed_index, la
     question = "How many robot makers does the Wuhu robot park host?"
     with launch(index, tmp_path) as url:
         c = Client(url, verbose=False)
-        table, _, status = c.predict([handle_file(str(article))], api_name="/upload")
-        assert status == "Added wuhu_robots.txt."
-        assert "wuhu_robots.txt" in [row[0] for row in table["data"]]
+        table, *_, status = c.predict([handle_file(str(article))], api_name="/upload")
+        assert status == "<p>Added wuhu_robots.txt.</p>"
+        assert '<div class="rag-lib-title">Wuhu robot makers</div><div class="rag-meta">wuhu_robots.txt · 2024-06-01' in table
         assert (tmp_path / "library" / "wuhu_robots.txt").is_file()  # kept beside the index, never elsewhere
         # what the index would not hold is refused, and nothing of it is left in the library
         blank = tmp_path / "blank.txt"
         blank.write_text(" \n\n", encoding="utf-8")
         copy = tmp_path / "000_000.txt"  # sorts before the seed it copies
         copy.write_bytes((SEEDS / "000_27760e3598894cce.txt").read_bytes())
-        table, _, status = c.predict([handle_file(str(blank)), handle_file(str(copy))], api_name="/upload")
-        assert status == ("Nothing was added.\n\nblank.txt: the file has no text in it, only blank space\n\n"
-                          "000_000.txt: same text as 000_27760e3598894cce.txt, which is already in the library")
+        table, *_, status = c.predict([handle_file(str(blank)), handle_file(str(copy))], api_name="/upload")
+        assert status == ("<p>Nothing was added.</p><p>blank.txt: the file has no text in it, only blank space</p>"
+                          "<p>000_000.txt: same text as 000_27760e3598894cce.txt, which is already in the library</p>")
         assert sorted(p.name for p in (tmp_path / "library").iterdir()) == ["wuhu_robots.txt"]
-        assert "000_27760e3598894cce.txt" in [row[0] for row in table["data"]]
+        assert '<div class="rag-meta">000_27760e3598894cce.txt · ' in table
         d = c.predict(question, api_name="/ask")
         assert d["citations"][0]["source"] == "wuhu_robots.txt" and "200 robot makers" in d["answer"]
-        _, _, status = c.predict("wuhu_robots.txt", api_name="/remove")
-        assert status == "Removed wuhu_robots.txt and deleted its copy in the library."
+        *_, status = c.predict("wuhu_robots.txt", api_name="/remove")
+        assert status == "<p>Removed wuhu_robots.txt. It can be restored under Removed documents.</p>"
         d = c.predict(question, api_name="/ask")
         assert all(p["source"] != "wuhu_robots.txt" for p in d["passages"])
         assert all(x["source"] != "wuhu_robots.txt" for x in d["citations"])
         bad = tmp_path / "photo.png"
         bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-        with pytest.raises(Exception):
-            c.predict([handle_file(str(bad))], api_name="/upload")  # refused by type; the server stays up
+        *_, status = c.predict([handle_file(str(bad))], api_name="/upload")  # refused by type; the server stays up
+        assert status == "<p>Nothing was added.</p><p>photo.png: only .txt and .md files can be added</p>"
         assert c.predict(question, api_name="/ask")["passages"]
-    assert sorted(p.name for p in (tmp_path / "library").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "library").iterdir()) == [".removed"]
+    assert [p.name for p in (tmp_path / "library" / ".removed").iterdir()] == ["wuhu_robots.txt"]  # restorable
 
 
 def test_concurrent_clients_get_the_sequential_answers(server):
