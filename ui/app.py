@@ -277,7 +277,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
                 with gr.Accordion("Retrieval details", open=False):
                     k = gr.Slider(1, 20, value=5, step=1, label="Passages to retrieve (k)")
                     details = gr.HTML(elem_id="rag-details")
-        with gr.Accordion("Library", open=False, elem_id="rag-library"):
+        with gr.Accordion("Library", open=False, elem_id="rag-library") as shelf:
             docs = gr.HTML(render.library_html(library.rows(holder.assistant.index)), elem_id="rag-library-table")
             # No file_types filter: the browser would refuse a whole batch for one wrong file; each
             # file is checked on its own, and the status says which were refused and why.
@@ -308,6 +308,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
                           concurrency_limit=1)
         # Each page shows the library as it is when it is opened, not as it was at server start.
         demo.load(refreshed, None, panel, api_visibility="private")
+        shelf.expand(refreshed, None, panel, api_visibility="private")  # a page open for a while catches up
         state = gr.State([])  # per answer of this conversation: its citations
         # Hidden by CSS, not visible=False, so the page's script can type into it (see PAGE_JS).
         link = gr.Textbox(elem_id="rag-open", elem_classes=["rag-hidden"], show_label=False, container=False)

@@ -207,7 +207,7 @@ table.rag-library { width: 100%; table-layout: fixed; border-collapse: collapse;
 table.rag-library th, table.rag-library td { border-bottom: 1px solid #e5e7eb; padding: 4px 6px; text-align: left;
                                              vertical-align: top; overflow-wrap: anywhere; }
 table.rag-library th:nth-child(2) { width: 4.5em; }
-table.rag-library th:nth-child(3) { width: 5.5em; }
+table.rag-library th:nth-child(3) { width: 6.5em; }
 table.rag-library .rag-num { text-align: right; }
 @media (max-width: 700px) {
   .rag-article { max-height: 360px; }
