@@ -5,9 +5,12 @@ a median over repeated runs after a warm-up. Writes bench.json and bench.md.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
 QUESTIONS = ROOT / "evals" / "questions.jsonl"
 GOALS = {"query_p50_over_torch_encode": 1.0, "build_over_encode": 1.2, "help_s": 0.3, "ask_s": 3.0, "serve_s": 6.0,
-         "scale_1m_p95_ms": 20.0, "scale_1m_ram_gb": 2.0, "scale_recall10": 0.95}
+         "scale_1m_p95_ms": 20.0, "scale_1m_ram_gb": 2.0, "scale_recall10": 0.95, "library_add_overhead_s": 1.0}
 
 
 def machine() -> dict:
@@ -320,9 +323,116 @@ def _scale_query(n: int, where: Path) -> dict:
             "note": "retrieval excludes the query encode; FAISS and BM25 single-threaded"}
 
 
+# ------------------------------------------------------------------------------------------ 6. library add
+
+LIBRARY_MB = (1, 10, 50)
+
+
+class HashingEmbedder:
+    """Unit vectors seeded by a hash of the text: nearly free, so a 50 MB library builds in minutes
+    and adding to it measures the index's own work. 384 dimensions, as the real model: stored
+    vectors cost what they would. ``seconds`` adds up the time spent in embed_documents."""
+
+    model_id = "bench/hashing"
+
+    def __init__(self, dim: int = 384):
+        self.dim = dim
+        self.seconds = 0.0
+
+    def _vector(self, text: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+        v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    def embed_documents(self, texts) -> np.ndarray:
+        t = time.perf_counter()
+        out = np.stack([self._vector(x) for x in texts]) if len(texts) else np.zeros((0, self.dim), np.float32)
+        self.seconds += time.perf_counter() - t
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vector(text)
+
+
+def _words(n: int = 20_000) -> tuple[list[str], list[float]]:
+    """A made-up vocabulary and Zipf cumulative weights: real text's long tail of rare terms."""
+    rnd = random.Random(1)
+    syllables = [c + v for c in "bcdfghjklmnprstvwz" for v in "aeiou"]
+    words = sorted({"".join(rnd.choice(syllables) for _ in range(rnd.randint(1, 4))) for _ in range(n * 2)})[:n]
+    rnd.shuffle(words)
+    cumulative, total = [], 0.0
+    for rank in range(1, len(words) + 1):
+        total += 1 / rank
+        cumulative.append(total)
+    return words, cumulative
+
+
+def article(i: int, words: list[str], cumulative: list[float], paragraphs: int = 8) -> str:
+    """Synthetic article ``i``: a title and paragraphs of plain sentences, the same for the same ``i``."""
+    rnd = random.Random(i)
+    pick = lambda k: rnd.choices(words, cum_weights=cumulative, k=k)  # noqa: E731
+    lines = [f"Report {i}: " + " ".join(pick(4)).title(), ""]
+    for _ in range(paragraphs):
+        sentences = [" ".join(pick(rnd.randint(8, 30))).capitalize() + rnd.choice([".", ".", ".", "?", "!"])
+                     for _ in range(rnd.randint(3, 6))]
+        lines += [" ".join(sentences), ""]
+    return "\n".join(lines)
+
+
+def _library(folder: Path, mb: float, words, cumulative) -> int:
+    folder.mkdir(parents=True, exist_ok=True)
+    size = count = 0
+    while size < mb * 2**20:
+        text = article(count, words, cumulative)
+        (folder / f"a{count:06d}.txt").write_text(text, encoding="utf-8")
+        size += len(text.encode("utf-8"))
+        count += 1
+    return count
+
+
+def bench_library(sizes=LIBRARY_MB, repeats: int = 3) -> list[dict]:
+    """Adding one small article to a library of ``mb`` megabytes, and removing it, as the chat page
+    does: the seconds of each build beyond embedding the new article's texts (the overhead).
+    Each library is built once first; each figure is a median over ``repeats`` articles."""
+    from rag.pipeline import build
+
+    words, cumulative = _words()
+    results = []
+    for mb in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder, index_dir = Path(tmp) / "library", Path(tmp) / "index"
+            documents = _library(folder, mb, words, cumulative)
+            embedder = HashingEmbedder()
+            t = time.perf_counter()
+            report = build([folder], index_dir, embedder=embedder)
+            build_s = time.perf_counter() - t
+            adds, add_embeds, removes = [], [], []
+            for r in range(repeats):
+                new = folder / f"new{r}.txt"
+                new.write_text(article(10**9 + r, words, cumulative, paragraphs=1), encoding="utf-8")
+                embedder.seconds = 0.0
+                t = time.perf_counter()
+                build([folder], index_dir, embedder=embedder)
+                adds.append(time.perf_counter() - t)
+                add_embeds.append(embedder.seconds)
+                new.unlink()
+                embedder.seconds = 0.0
+                t = time.perf_counter()
+                build([folder], index_dir, embedder=embedder)
+                removes.append(time.perf_counter() - t - embedder.seconds)
+            overheads = [a - e for a, e in zip(adds, add_embeds)]
+            results.append({"mb": mb, "documents": documents, "passages": report.chunks, "dim": embedder.dim,
+                            "build_s": build_s, "add_s": statistics.median(adds),
+                            "add_embed_s": statistics.median(add_embeds), "add_overhead_s": statistics.median(overheads),
+                            "remove_overhead_s": statistics.median(removes),
+                            "add_overhead_over_goal": statistics.median(overheads) / GOALS["library_add_overhead_s"]})
+            shutil.rmtree(index_dir, ignore_errors=True)
+    return results
+
+
 # ------------------------------------------------------------------------------------------ report
 
-STEPS = ("latency", "build", "startup", "throughput", "scale")
+STEPS = ("latency", "build", "startup", "throughput", "scale", "library")
 
 
 def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None, only: list[str] | None = None) -> dict:
@@ -338,7 +448,8 @@ def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None, only
                  ("build", lambda: bench_build(copies=1 if quick else 4)),
                  ("startup", lambda: bench_startup(index_dir, runs=1 if quick else 3)),
                  ("throughput", lambda: bench_throughput(index_dir, out_dir, ((1, 8), (4, 8)) if quick else THROUGHPUT_LEVELS)),
-                 ("scale", lambda: bench_scale(sizes))]
+                 ("scale", lambda: bench_scale(sizes)),
+                 ("library", lambda: bench_library(LIBRARY_MB[:1] if quick else LIBRARY_MB, repeats=1 if quick else 3))]
         for name, step in steps:
             if only and name not in only:
                 continue
@@ -364,13 +475,28 @@ def markdown(r: dict) -> str:
              f"| `rag --help` | {s['help_s']:.2f} s | < 0.3 s | {ok(s['help_s'] < 0.3)} |",
              f"| one-shot `rag ask` | {s['ask_s']:.2f} s | < 3 s | {ok(s['ask_s'] < 3)} |",
              f"| `rag serve` until it answers | {s['serve_s']:.2f} s | < 6 s | {ok(s['serve_s'] < 6)} |"]
+    if r.get("library"):
+        big = r["library"][-1]
+        lines.append(f"| adding an article to a {big['mb']} MB library, beyond embedding it | {big['add_overhead_s']:.2f} s "
+                     f"({big['add_overhead_over_goal']:.2f}× the target) | < 1 s | {ok(big['add_overhead_s'] < 1)} |")
     lines += ["", "## Scale (synthetic)", "", "| passages | FAISS index | build s | disk MB | RSS GB | retrieve p50 / p95 ms | recall@10 |",
               "|---|---|---|---|---|---|---|"]
     for row in r["scale"]:
         lines.append(f"| {row['passages']:,} | {row['faiss_index']} | {row['build_s']:.1f} | {row['disk_mb']:.0f} | "
                      f"{row['rss_gb']:.2f} | {row['retrieve_p50_ms']:.2f} / {row['retrieve_p95_ms']:.2f} | {row['recall_at_10']:.3f} |")
     lines += ["", "Vectors are synthetic unit vectors around 2,048 random topics and BM25 runs over Zipf-distributed "
-              "term ids; retrieval excludes the query encode.", "", "## Throughput (server, `ask` API)", "",
+              "term ids; retrieval excludes the query encode."]
+    if r.get("library"):
+        lines += ["", "## Adding to a library (synthetic articles)", "",
+                  "| library | articles | passages | first build s | add s | of which embedding s | add overhead s | "
+                  "remove overhead s |", "|---|---|---|---|---|---|---|---|"]
+        for row in r["library"]:
+            lines.append(f"| {row['mb']} MB | {row['documents']:,} | {row['passages']:,} | {row['build_s']:.1f} | "
+                         f"{row['add_s']:.2f} | {row['add_embed_s']:.3f} | {row['add_overhead_s']:.2f} | "
+                         f"{row['remove_overhead_s']:.2f} |")
+        lines += ["", f"A hashing embedder ({r['library'][0]['dim']} dimensions, like the real model) stands in for "
+                  "the model: the overhead is everything a build does beyond embedding the new article."]
+    lines += ["", "## Throughput (server, `ask` API)", "",
               "| concurrent callers | questions | questions/s | p50 ms | p95 ms | errors | answers differing from sequential |",
               "|---|---|---|---|---|---|---|"]
     for level, row in r["throughput"].items():

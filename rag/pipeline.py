@@ -1,11 +1,13 @@
 """The only module that knows the stage order.
 
-Indexing: ingest -> chunk -> embed (reusing vectors of unchanged files) -> index.write.
+Indexing: ingest -> chunk -> embed -> index.write; a document whose text and settings did not change
+keeps its sentences, passages, BM25 terms and vectors from the live generation.
 Asking: embed the query -> hybrid retrieve -> extractive answer.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 import time
@@ -106,7 +108,8 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
             return report
 
         reuse = {} if rebuild else storage.previous_vectors(index_dir, embedder.model_id)
-        data = _assemble(docs, embedder, chunk_settings, reuse, report)
+        previous = storage.NOTHING_PREVIOUS if rebuild else storage.previous_splits(index_dir)
+        data = _assemble(docs, embedder, chunk_settings, reuse, report, previous)
         data = storage.IndexData(**{**data.__dict__, "sources": sources})
         storage.write(index_dir, data)
         report.chunks = len(data.chunks)
@@ -124,37 +127,60 @@ def _manifest_or_none(index_dir: Path) -> dict | None:
 
 
 def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
-              reuse: dict[str, tuple[np.ndarray, np.ndarray]], report: BuildReport) -> storage.IndexData:
+              reuse: dict[str, tuple[np.ndarray, np.ndarray]], report: BuildReport,
+              previous: storage.Previous = storage.NOTHING_PREVIOUS) -> storage.IndexData:
     dim = embedder.dim
-    chunk_rows, sent_rows, tokens = [], [], []
+    chunk_blocks: list[np.ndarray] = []  # per document: its rows
+    sent_blocks: list[np.ndarray] = []
+    fresh_tokens: list[list[str]] = []  # BM25 terms of the chunks not taken over from ``previous``
+    fresh_rows: list[int] = []
+    moved = np.full(previous.chunks, -1, np.int64)  # previous chunk row -> its row now
+    taken: set[str] = set()
     chunk_vecs: list[np.ndarray | None] = []
     sent_vecs: list[np.ndarray | None] = []
     to_embed: list[str] = []
     keys: list[str] = []
+    split_keys: list[str] = []
     pending: list[tuple[str, int, int]] = []  # ("c"|"s", list position, count)
+    n_chunks = n_sents = 0
     for d_i, doc in enumerate(docs):
-        parts = chunking.split(doc, cs)
-        texts: list[str] = []
-        base = len(sent_rows)
-        for s in parts.sentences:
-            sent_rows.append((d_i, s.start, s.end, s.section))
-        for c, (lo, hi) in zip(parts.chunks, parts.ranges):
-            chunk_rows.append((d_i, c.start, c.end, c.section, base + lo, base + hi))
-            texts.append(chunking.passage_text(chunking.passage_context(doc, c.section), c.text, cs))
-            tokens.append(tokenize(texts[-1]))
-        sentence_texts = [doc.text[s.start:s.end] for s in parts.sentences]
-        keys.append(embed_key(texts, sentence_texts))
-        cached = reuse.get(keys[-1])
-        if cached is not None and len(cached[0]) == len(parts.chunks) and len(cached[1]) == len(parts.sentences):
+        split_keys.append(split_key(doc, cs))
+        # Splitting (pysbd) is most of a build's time: a document whose inputs are the same keeps its
+        # rows, terms and embed key from the live generation.
+        old = previous.rows.get(split_keys[-1])
+        chunk_rows, sent_rows = old.placed(d_i, n_sents) if old is not None else _split_rows(doc, d_i, n_sents, cs)
+        texts: list[str] | None = None  # made only when they are tokenized or embedded
+        if old is not None and previous.terms is not None and split_keys[-1] not in taken:
+            moved[old.chunk_lo:old.chunk_lo + len(chunk_rows)] = np.arange(n_chunks, n_chunks + len(chunk_rows))
+            taken.add(split_keys[-1])  # a second document with the same key gets its terms afresh
+        else:
+            texts = _passage_texts(doc, chunk_rows, cs)
+            fresh_tokens.extend(tokenize(t) for t in texts)
+            fresh_rows.extend(range(n_chunks, n_chunks + len(chunk_rows)))
+        chunk_blocks.append(chunk_rows)
+        sent_blocks.append(sent_rows)
+        n_chunks += len(chunk_rows)
+        n_sents += len(sent_rows)
+        sentence_texts = None
+        key = old.embedded if old is not None else None
+        if key is None:
+            texts = texts if texts is not None else _passage_texts(doc, chunk_rows, cs)
+            sentence_texts = _sentence_texts(doc, sent_rows)
+            key = embed_key(texts, sentence_texts)
+        keys.append(key)
+        cached = reuse.get(key)
+        if cached is not None and len(cached[0]) == len(chunk_rows) and len(cached[1]) == len(sent_rows):
             chunk_vecs.append(cached[0])
             sent_vecs.append(cached[1])
             report.reused += 1
             continue
+        texts = texts if texts is not None else _passage_texts(doc, chunk_rows, cs)
+        sentence_texts = sentence_texts if sentence_texts is not None else _sentence_texts(doc, sent_rows)
         chunk_vecs.append(None)
         sent_vecs.append(None)
-        pending.append(("c", len(chunk_vecs) - 1, len(parts.chunks)))
+        pending.append(("c", len(chunk_vecs) - 1, len(chunk_rows)))
         to_embed.extend(texts)
-        pending.append(("s", len(sent_vecs) - 1, len(parts.sentences)))
+        pending.append(("s", len(sent_vecs) - 1, len(sent_rows)))
         to_embed.extend(sentence_texts)
     # One call for every new text: the embedder batches it and shows one progress bar.
     vectors = embedder.embed_documents(to_embed) if to_embed else np.zeros((0, dim), np.float32)
@@ -164,16 +190,52 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
         block = vectors[at:at + count]
         at += count
         (chunk_vecs if kind == "c" else sent_vecs)[pos] = block
+    carried = previous.terms.moved(moved) if previous.terms is not None and taken else storage.NO_POSTINGS
     empty = np.zeros((0, dim), np.float32)
     return storage.IndexData(
         docs=docs,
-        chunks=np.array(chunk_rows, dtype=np.int64).reshape(-1, 6),
-        sentences=np.array(sent_rows, dtype=np.int64).reshape(-1, 4),
-        chunk_vectors=np.concatenate([v for v in chunk_vecs if v is not None] or [empty]).astype(np.float32),
-        sentence_vectors=np.concatenate([v for v in sent_vecs if v is not None] or [empty]).astype(np.float32),
-        passage_tokens=tokens, model_id=embedder.model_id, dim=dim, chunk_settings=cs, sources=[],
-        embed_keys=tuple(keys),
+        chunks=np.concatenate(chunk_blocks or [np.zeros((0, 6), np.int64)]),
+        sentences=np.concatenate(sent_blocks or [np.zeros((0, 4), np.int64)]),
+        chunk_vectors=np.asarray(np.concatenate([v for v in chunk_vecs if v is not None] or [empty]), np.float32),
+        sentence_vectors=np.asarray(np.concatenate([v for v in sent_vecs if v is not None] or [empty]), np.float32),
+        passage_terms=carried + storage.Postings.of(fresh_tokens, fresh_rows), model_id=embedder.model_id, dim=dim,
+        chunk_settings=cs, sources=[], embed_keys=tuple(keys), split_keys=tuple(split_keys),
     )
+
+
+def _split_rows(doc: Document, d_i: int, first_sentence: int, cs: ChunkSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(chunk rows, sentence rows) of ``doc`` as document row ``d_i`` whose first sentence is row ``first_sentence``."""
+    parts = chunking.split(doc, cs)
+    sent_rows = np.array([(d_i, s.start, s.end, s.section) for s in parts.sentences], np.int64).reshape(-1, 4)
+    chunk_rows = np.array([(d_i, c.start, c.end, c.section, first_sentence + lo, first_sentence + hi)
+                           for c, (lo, hi) in zip(parts.chunks, parts.ranges)], np.int64).reshape(-1, 6)
+    return chunk_rows, sent_rows
+
+
+def _sentence_texts(doc: Document, sent_rows: np.ndarray) -> list[str]:
+    return [doc.text[s:e] for s, e in sent_rows[:, storage.S_START:storage.S_END + 1].tolist()]
+
+
+def _passage_texts(doc: Document, chunk_rows: np.ndarray, cs: ChunkSettings) -> list[str]:
+    """What is embedded and BM25-indexed for each of the document's chunk rows."""
+    contexts: dict[int, str | None] = {}
+    texts = []
+    for start, end, section in chunk_rows[:, storage.C_START:storage.C_SECTION + 1].tolist():
+        if section not in contexts:
+            contexts[section] = chunking.passage_context(doc, section)
+        texts.append(chunking.passage_text(contexts[section], doc.text[start:end], cs))
+    return texts
+
+
+def split_key(doc: Document, cs: ChunkSettings) -> str:
+    """A hash of everything a document's sentence and chunk rows, passage texts and BM25 terms are
+    made from (its text, blocks and title; the chunk settings; the splitter and tokenizer versions):
+    equal keys mean equal rows, texts and terms. Not its id: rows do not hold it."""
+    head = json.dumps([chunking.VERSION, storage.SPLITTER_VERSION, TOKENIZER_VERSION, cs.to_dict(), doc.title,
+                       [[b.start, b.end, b.kind, b.section] for b in doc.blocks]])
+    h = hashlib.sha256(head.encode("utf-8", "surrogatepass") + b"\x00")
+    h.update(doc.text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
 
 
 def embed_key(passage_texts: Sequence[str], sentence_texts: Sequence[str]) -> str:

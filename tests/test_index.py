@@ -174,7 +174,8 @@ def test_no_pickle_in_the_index(built):
         arr = np.load(p, allow_pickle=False)  # raises if any array needed pickle
         assert arr.dtype != object
     assert sorted(p.name for p in g.iterdir()) == ["bm25", "chunk_vectors.npy", "chunks.npy", "dense.faiss",
-                                                   "docs.jsonl", "manifest.json", "sentence_vectors.npy", "sentences.npy"]
+                                                   "docs.jsonl", "manifest.json", "sentence_vectors.npy", "sentences.npy",
+                                                   "term_counts.npy"]
 
 
 # Every character str.splitlines() breaks a line at (see the str.splitlines docs), "\n" aside.

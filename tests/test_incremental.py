@@ -1,0 +1,301 @@
+"""An index updated in place equals one built from scratch: a document whose text and settings did
+not change keeps its sentences, passages and BM25 terms from the live generation instead of being
+split and tokenized again, and the result is the same, array for array."""
+import json
+
+import bm25s
+import numpy as np
+import pytest
+
+from fakes import HashEmbedder, KeywordEmbedder, rule_model
+from rag import chunk as chunking
+from rag import index as storage
+from rag.config import ChunkSettings, Settings
+from rag.ingest import parse
+from rag.pipeline import Assistant, build, split_key
+
+ARTICLES = {
+    "harbor.md": "# Harbor ferry resumes service\n\nThe harbor ferry resumed service on Monday after a two-week "
+                 "repair. Officials said the crossing takes twelve minutes. About 4,000 visitors used it on the "
+                 "first day.\n\n## Fares\n\nA single fare costs 3 dollars. Children ride free. It is what it is.\n",
+    "mill.txt": "Old mill turns into a museum\n\nThe old textile mill on River Street opened as a museum. It "
+                "shows looms from 1890. The museum is open daily. Entry is free on Sundays.\n\nThe town bought "
+                "the mill in 2019 for 2.1 million dollars.\n",
+    "quarry.txt": "Quarry lake closed to swimmers\n\nThe quarry lake was closed to swimmers after tests found "
+                  "algae. Rangers posted signs at the gate. The lake reopens when the water is clean.\n",
+}
+NEW = ("orchard.txt", "Orchard harvest sets a record\n\nThe orchard picked 80 tonnes of apples this autumn, a "
+                      "record. Pickers came from three towns. The cider press ran all night.\n")
+QUESTIONS = ["How long does the ferry crossing take?", "When was the loom made?", "Why was the quarry lake closed?",
+             "How many tonnes of apples were picked?", "What does a fare cost?", "Who bought the mill?"]
+
+
+def _write(folder, articles):
+    folder.mkdir(exist_ok=True)
+    for name, text in articles.items():
+        (folder / name).write_text(text, encoding="utf-8")
+
+
+def _arrays(idx_dir):
+    """Every array, the documents and the per-document manifest entries of the live generation."""
+    gen = storage.current_generation(idx_dir)
+    out = {p.relative_to(gen).as_posix(): np.load(p, allow_pickle=False) for p in sorted(gen.rglob("*.npy"))}
+    out["bm25/vocab.index.json"] = json.loads((gen / "bm25" / "vocab.index.json").read_text(encoding="utf-8"))
+    out["docs.jsonl"] = (gen / "docs.jsonl").read_text(encoding="utf-8")
+    manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    out["documents"] = manifest["documents"]
+    out["counts"] = manifest["counts"]
+    return out
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        if isinstance(a[name], np.ndarray):
+            assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
+        else:
+            assert a[name] == b[name], name
+
+
+def _answers(idx_dir, embedder):
+    assistant = Assistant.load(idx_dir, embedder=embedder, settings=Settings(min_confidence=0.0), model=rule_model())
+    answers = []
+    for q in QUESTIONS:
+        a = assistant.ask(q).to_dict()
+        a.pop("timings_ms")
+        answers.append(a)
+    return answers
+
+
+@pytest.fixture
+def split_calls(monkeypatch):
+    """The doc_ids chunk.split is called for."""
+    calls = []
+    real = chunking.split
+
+    def spy(doc, *args, **kwargs):
+        calls.append(doc.doc_id)
+        return real(doc, *args, **kwargs)
+
+    monkeypatch.setattr(chunking, "split", spy)
+    return calls
+
+
+def _scratch(folder, tmp_path, embedder, **kwargs):
+    scratch = tmp_path / "scratch"
+    build([folder], scratch, embedder=embedder, rebuild=True, **kwargs)
+    return scratch
+
+
+def test_adding_a_file_splits_only_it_and_equals_a_fresh_build(tmp_path, split_calls):
+    folder, idx = tmp_path / "lib", tmp_path / "idx"
+    _write(folder, ARTICLES)
+    embedder = KeywordEmbedder()
+    build([folder], idx, embedder=embedder)
+    assert sorted(split_calls) == sorted(ARTICLES)
+    split_calls.clear()
+
+    _write(folder, dict([NEW]))  # sorts between the others: the rows after it move
+    report = build([folder], idx, embedder=embedder)
+    assert report.added == ["orchard.txt"] and report.reused == 3
+    assert split_calls == ["orchard.txt"]
+    assert all(e["split"] for e in storage.read_manifest(idx)[1]["documents"].values())
+
+    scratch = _scratch(folder, tmp_path, embedder)
+    _assert_same(_arrays(idx), _arrays(scratch))
+    assert _answers(idx, embedder) == _answers(scratch, embedder)
+
+
+def test_removing_a_file_forgets_its_terms_like_a_fresh_build(tmp_path, split_calls):
+    folder, idx = tmp_path / "lib", tmp_path / "idx"
+    _write(folder, {**ARTICLES, NEW[0]: NEW[1]})
+    embedder = KeywordEmbedder()
+    build([folder], idx, embedder=embedder)
+    assert "tonn" in storage.load(idx).bm25.vocab_dict
+    split_calls.clear()
+
+    (folder / "orchard.txt").unlink()
+    build([folder], idx, embedder=embedder)
+    assert split_calls == []
+    assert "tonn" not in storage.load(idx).bm25.vocab_dict  # "tonnes" was only in the removed file
+    scratch = _scratch(folder, tmp_path, embedder)
+    _assert_same(_arrays(idx), _arrays(scratch))
+    assert _answers(idx, embedder) == _answers(scratch, embedder)
+
+
+@pytest.mark.parametrize("change", ["text", "title", "markdown"])
+def test_a_changed_document_is_split_again(tmp_path, split_calls, change):
+    folder, idx = tmp_path / "lib", tmp_path / "idx"
+    _write(folder, ARTICLES)
+    embedder = KeywordEmbedder()
+    build([folder], idx, embedder=embedder)
+    split_calls.clear()
+    if change == "text":  # same length, other words
+        (folder / "mill.txt").write_text(ARTICLES["mill.txt"].replace("1890", "1891"), encoding="utf-8")
+        expected = ["mill.txt"]
+    elif change == "title":  # only the title line: rows may stay, passage texts (title first) do not
+        (folder / "quarry.txt").write_text(ARTICLES["quarry.txt"].replace("Quarry lake closed", "Quarry pond closed"),
+                                           encoding="utf-8")
+        expected = ["quarry.txt"]
+    else:  # the same text read as Markdown: other blocks and title
+        (folder / "mill.txt").rename(folder / "mill.md")
+        (folder / "mill.md").write_text("# " + ARTICLES["mill.txt"], encoding="utf-8")
+        expected = ["mill.md"]
+    build([folder], idx, embedder=embedder)
+    assert split_calls == expected
+    scratch = _scratch(folder, tmp_path, embedder)
+    _assert_same(_arrays(idx), _arrays(scratch))
+    assert _answers(idx, embedder) == _answers(scratch, embedder)
+
+
+def test_other_chunk_settings_split_everything_again(tmp_path, split_calls):
+    folder, idx = tmp_path / "lib", tmp_path / "idx"
+    _write(folder, ARTICLES)
+    embedder = HashEmbedder()
+    build([folder], idx, embedder=embedder)
+    split_calls.clear()
+    other = ChunkSettings(sentences_per_chunk=2, overlap=0)
+    build([folder], idx, embedder=embedder, chunk_settings=other)
+    assert sorted(split_calls) == sorted(ARTICLES)
+    scratch = _scratch(folder, tmp_path, embedder, chunk_settings=other)
+    _assert_same(_arrays(idx), _arrays(scratch))
+
+
+def test_an_index_without_split_keys_splits_again_once(tmp_path, split_calls):
+    """An index written before split keys and term counts existed still updates: its documents are
+    split and tokenized again, and the build after that reuses them."""
+    folder, idx = tmp_path / "lib", tmp_path / "idx"
+    _write(folder, ARTICLES)
+    embedder = KeywordEmbedder()
+    build([folder], idx, embedder=embedder)
+    gen = storage.current_generation(idx)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    for entry in manifest["documents"].values():
+        del entry["split"]
+    del manifest["files"][storage.TERM_COUNTS]
+    (gen / storage.TERM_COUNTS).unlink()
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    split_calls.clear()
+
+    _write(folder, dict([NEW]))
+    report = build([folder], idx, embedder=embedder)
+    assert sorted(split_calls) == sorted([*ARTICLES, NEW[0]]) and report.reused == 3  # vectors still reused
+    scratch = _scratch(folder, tmp_path, embedder)
+    _assert_same(_arrays(idx), _arrays(scratch))
+
+    split_calls.clear()
+    (folder / "quarry.txt").unlink()
+    build([folder], idx, embedder=embedder)
+    assert split_calls == []
+
+
+def test_two_documents_with_the_same_text_both_get_their_terms(tmp_path, split_calls):
+    text = ARTICLES["quarry.txt"]
+    one = parse(text, "a.txt")
+    idx = tmp_path / "idx"
+    embedder = KeywordEmbedder()
+    build(index_dir=idx, documents=[one], embedder=embedder)
+    split_calls.clear()
+    docs = [one, parse(text, "b.txt"), parse(ARTICLES["mill.txt"], "c.txt")]
+    assert split_key(docs[0], ChunkSettings()) == split_key(docs[1], ChunkSettings())
+    build(index_dir=idx, documents=docs, embedder=embedder)
+    assert split_calls == ["c.txt"]
+    scratch = tmp_path / "scratch"
+    build(index_dir=scratch, documents=docs, embedder=embedder, rebuild=True)
+    _assert_same(_arrays(idx), _arrays(scratch))
+
+
+def _bm25s_scores(tokens):
+    """{(passage, term): score} and the vocabulary, as bm25s itself indexes ``tokens``."""
+    ref = bm25s.BM25()
+    ref.index([t or [""] for t in tokens], show_progress=False)
+    return _scores(ref), set(ref.vocab_dict)
+
+
+def _scores(bm25):
+    words = {i: w for w, i in bm25.vocab_dict.items()}
+    s = bm25.scores
+    out = {}
+    for t in range(len(s["indptr"]) - 1):
+        for k in range(s["indptr"][t], s["indptr"][t + 1]):
+            out[(int(s["indices"][k]), words[t])] = s["data"][k]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bm25_index_scores_as_bm25s_does_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(300)]
+    tokens = [[words[int(min(i, 299))] for i in rng.zipf(1.3, size=int(rng.integers(0, 40)))]
+              for _ in range(int(rng.integers(1, 200)))]
+    ours, counts = storage.bm25_index(storage.Postings.of(tokens, range(len(tokens))), len(tokens))
+    ref, vocab = _bm25s_scores(tokens)
+    assert set(ours.vocab_dict) == vocab and ours.scores["num_docs"] == len(tokens)
+    mine = _scores(ours)
+    assert mine.keys() == ref.keys()
+    assert all(mine[k].tobytes() == ref[k].tobytes() for k in ref)  # float32, bit for bit
+    for q in (["w1"], ["w2", "w7", "w1"], ["w200", "w3"]):
+        assert np.array_equal(ours.get_scores([w for w in q if w in ours.vocab_dict]),
+                              bm25s_get(tokens, [w for w in q if w in vocab]))
+    assert int(counts.sum()) == sum(max(len(t), 1) for t in tokens)
+
+
+def bm25s_get(tokens, query):
+    ref = bm25s.BM25()
+    ref.index([t or [""] for t in tokens], show_progress=False)
+    return ref.get_scores(query)
+
+
+def test_postings_moved_and_added_equal_postings_made_at_once():
+    a = [["ferry", "harbor", "ferry"], [], ["mill", "loom"], ["algae", "lake"]]
+    b = [["apple", "cider", "harbor"], ["zebra"]]
+    p = storage.Postings.of(a, range(4))
+    # passages 1 and 2 are dropped (with "loom", "mill" and ""), 0 and 3 move to 2 and 0
+    together = p.moved(np.array([2, -1, -1, 0])) + storage.Postings.of(b, [1, 3])
+    expected = storage.Postings.of([a[3], b[0], a[0], b[1]], range(4))
+    assert together.vocab == expected.vocab == ("algae", "apple", "cider", "ferry", "harbor", "lake", "zebra")
+    for name in ("term", "passage", "tf"):
+        assert np.array_equal(getattr(together, name), getattr(expected, name)), name
+    assert together.tf[together.vocab.index("ferry") == together.term].tolist() == [2]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_postings_of_many_moved_passages_and_a_few_new_ones(seed):
+    """The two ways a build merges counts (inserting a few entries among many, or sorting all of
+    them when passages change order) give what counting everything afresh gives."""
+    rng = np.random.default_rng(seed)
+    words = [f"t{i:03d}" for i in range(500)]
+    old = [[words[int(min(i, 499))] for i in rng.zipf(1.2, size=int(rng.integers(0, 30)))] for _ in range(300)]
+    fresh = [[words[int(min(i, 499))] + "x" for i in rng.zipf(1.2, size=5)] for _ in range(3)]
+    kept = sorted(rng.choice(300, size=250, replace=False).tolist())
+    if seed % 2:  # a renamed document moves: passages change order
+        kept = kept[100:] + kept[:100]
+    new_row = np.full(300, -1)
+    new_row[kept] = np.arange(250)
+    together = storage.Postings.of(old, range(300)).moved(new_row) + storage.Postings.of(fresh, [250, 251, 252])
+    expected = storage.Postings.of([old[p] for p in kept] + fresh, range(253))
+    assert together.vocab == expected.vocab
+    for name in ("term", "passage", "tf"):
+        assert np.array_equal(getattr(together, name), getattr(expected, name)), name
+
+
+def test_library_bench_times_adding_and_removing_an_article_beyond_embedding_it():
+    from evals import bench
+
+    words, cumulative = bench._words()
+    assert bench.article(7, words, cumulative) == bench.article(7, words, cumulative) != bench.article(8, words, cumulative)
+    (row,) = bench.bench_library([0.03], repeats=1)
+    assert row["mb"] == 0.03 and row["documents"] == 7 and row["dim"] == 384 and row["passages"] > 7
+    assert 0 < row["add_embed_s"] < row["add_s"]
+    assert row["add_overhead_s"] == pytest.approx(row["add_s"] - row["add_embed_s"])
+    assert row["add_overhead_over_goal"] == pytest.approx(row["add_overhead_s"] / bench.GOALS["library_add_overhead_s"])
+    assert "library" in bench.STEPS
+    page = bench.markdown({"machine": {"cpu": "x", "cores": 2, "torch_threads": 2, "faiss_threads": 1, "python": "3"},
+                           "latency": {"query_p50_over_encode": 1, "ask_p50_ms": 1, "encode_p50_ms": 1, "ask_p95_ms": 1,
+                                       "query_p50_over_torch_encode": 0.5, "torch_encode_p50_ms": 2},
+                           "build": {"build_over_encode": 1, "build_s": 1, "encode_all_s": 1, "passages": 1, "sentences": 1},
+                           "startup": {"help_s": 0.1, "ask_s": 1, "serve_s": 1}, "scale": [], "throughput": {},
+                           "library": [{**row, "mb": 50, "add_overhead_s": 1.5, "add_overhead_over_goal": 1.5}]})
+    assert ("| adding an article to a 50 MB library, beyond embedding it | 1.50 s (1.50× the target) | < 1 s | "
+            "**not met** |") in page
+    assert "| 50 MB | 7 |" in page
