@@ -26,6 +26,7 @@ from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, e
 from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments, RagError
 from rag.ingest import ingest
 from rag.retrieve import HybridRetriever
+from rag.store.local import LocalStore
 from rag.text import TOKENIZER_VERSION, tokenize
 from rag.types import Answer, Document
 
@@ -256,8 +257,9 @@ class Assistant:
         self.index = index
         self.embedder = embedder
         self.settings = settings
-        self.retriever = HybridRetriever(index, embedder, settings)
-        self.answerer = ExtractiveAnswerer(index, embedder, settings, model)
+        self.store = LocalStore(index)
+        self.retriever = HybridRetriever(self.store, embedder, settings)
+        self.answerer = ExtractiveAnswerer(self.store, embedder, settings, model)
         self._vectors: dict[str, np.ndarray] = {}  # insertion-ordered: the first key is the oldest
         self._vectors_lock = threading.Lock()  # the chat page asks from several threads at once
         self._cache_size = query_cache

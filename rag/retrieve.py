@@ -1,6 +1,7 @@
-"""Query -> ranked passages (Hits): dense (FAISS), BM25 (bm25s), and their fusion.
+"""Query -> ranked passages (Hits): dense, BM25, and their fusion, over any Store.
 
-Every retriever returns at most k hits, best first, ranks from 1, and never a passage twice.
+Every retriever returns at most k hits, best first, ranks from 1, and never a passage twice. Fusion
+happens here, the same way for every store.
 """
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ import numpy as np
 
 from rag.config import Settings
 from rag.embed import Embedder
-from rag.index import Index
+from rag.store.base import Ranked, Store
 from rag.text import tokenize
 from rag.types import Hit
-
-Ranked = list[tuple[int, float]]  # (chunk row, score), best first
 
 
 class Retriever(Protocol):
@@ -23,54 +22,40 @@ class Retriever(Protocol):
 
 
 class DenseRetriever:
-    def __init__(self, index: Index, embedder: Embedder):
-        self.index = index
+    def __init__(self, store: Store, embedder: Embedder):
+        self.store = store
         self.embedder = embedder
 
     def search(self, query_vector: np.ndarray, k: int) -> Ranked:
-        k = min(k, len(self.index))
-        if k <= 0:
-            return []
-        scores, rows = self.index.faiss.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
-        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+        return self.store.dense(np.asarray(query_vector, dtype=np.float32), k) if k > 0 else []
 
     def retrieve(self, query: str, k: int) -> list[Hit]:
         ranked = self.search(self.embedder.embed_query(query), k)
-        return [Hit(self.index.chunk(r), s, i + 1, dense_rank=i + 1) for i, (r, s) in enumerate(ranked)]
+        return [Hit(self.store.passage(r), s, i + 1, dense_rank=i + 1) for i, (r, s) in enumerate(ranked)]
 
 
 class BM25Retriever:
-    def __init__(self, index: Index):
-        self.index = index
+    def __init__(self, store: Store):
+        self.store = store
 
     def search(self, terms: Sequence[str], k: int) -> Ranked:
-        known = [t for t in terms if t in self.index.bm25.vocab_dict]
-        k = min(k, len(self.index))
-        if not known or k <= 0:
-            return []
-        scores = self.index.bm25.get_scores(known)
-        if k < len(scores):
-            top = np.argpartition(-scores, k - 1)[:k]
-        else:
-            top = np.arange(len(scores))
-        top = top[np.lexsort((top, -scores[top]))]  # by score, ties by row for determinism
-        return [(int(r), float(scores[r])) for r in top if scores[r] > 0]
+        return self.store.sparse(list(terms), k) if k > 0 and terms else []
 
     def retrieve(self, query: str, k: int) -> list[Hit]:
         ranked = self.search(tokenize(query), k)
-        return [Hit(self.index.chunk(r), s, i + 1, bm25_rank=i + 1) for i, (r, s) in enumerate(ranked)]
+        return [Hit(self.store.passage(r), s, i + 1, bm25_rank=i + 1) for i, (r, s) in enumerate(ranked)]
 
 
 class HybridRetriever:
     """Dense and BM25 candidates fused by reciprocal rank ("rrf") or by min-max normalised scores
     ("score"); "dense" and "bm25" use one side only (for comparison in evals)."""
 
-    def __init__(self, index: Index, embedder: Embedder, settings: Settings = Settings()):
-        self.index = index
+    def __init__(self, store: Store, embedder: Embedder, settings: Settings = Settings()):
+        self.store = store
         self.embedder = embedder
         self.settings = settings
-        self.dense = DenseRetriever(index, embedder)
-        self.bm25 = BM25Retriever(index)
+        self.dense = DenseRetriever(store, embedder)
+        self.bm25 = BM25Retriever(store)
 
     def retrieve(self, query: str, k: int) -> list[Hit]:
         return self.search(query, self.embedder.embed_query(query), k)
@@ -83,7 +68,7 @@ class HybridRetriever:
         fused = fuse(dense, sparse, s)
         dense_rank = {r: i + 1 for i, (r, _) in enumerate(dense)}
         bm25_rank = {r: i + 1 for i, (r, _) in enumerate(sparse)}
-        return [Hit(self.index.chunk(r), score, i + 1, dense_rank.get(r), bm25_rank.get(r))
+        return [Hit(self.store.passage(r), score, i + 1, dense_rank.get(r), bm25_rank.get(r))
                 for i, (r, score) in enumerate(fused[:k])]
 
 

@@ -50,7 +50,7 @@ class Chunk:
     start: int
     end: int
     section: int = 0
-    row: int = -1  # position in the index it was loaded from; -1 when not from an index
+    pid: int = -1  # the id the store that returned it gives this passage; -1 when not from a store
     encoding: str = "utf-8"  # of the source file: offsets index the text it decodes to
 
 

@@ -134,7 +134,7 @@ def test_features_of_a_candidate_are_exact(mini_assistant):
     idx = mini_assistant.index
     q = "Where is Zephyr Dynamics based?"
     qvec = mini_assistant.embed_query(q)
-    c = candidates(idx, q, mini_assistant.retriever.search(q, qvec, 5), qvec)
+    c = candidates(mini_assistant.store, q, mini_assistant.retriever.search(q, qvec, 5), qvec)
     first = [i for i, r in enumerate(c.rows) if idx.sentence_text(int(r)).startswith("Zephyr Dynamics, a maker")][0]
     x = {n: c.feature(n)[first] for n in ("sem", "lex", "lent", "rare", "focus", "offers", "numbers", "inv_rank", "neighbour", "lead")}
     assert x == pytest.approx({"sem": 1 / math.sqrt(3), "lex": 1.0, "lent": 0.0, "rare": 1.0, "focus": 1.0, "offers": 1.0,
@@ -145,8 +145,8 @@ def test_features_of_a_candidate_are_exact(mini_assistant):
     assert c.kind == "place" and c.q_terms == {"zephyr", "dynam", "base"}
     # the sentence after a retrieved passage is a candidate too, marked as a neighbour
     hits = mini_assistant.retriever.search(q, qvec, 1)
-    c1 = candidates(idx, q, hits, qvec)
-    inside = set(idx.chunk_sentence_rows(hits[0].chunk.row))
+    c1 = candidates(mini_assistant.store, q, hits, qvec)
+    inside = set(mini_assistant.store.passage_sentences(hits[0].chunk.pid))
     outside = [i for i, r in enumerate(c1.rows) if int(r) not in inside]
     assert len(outside) == 1 and c1.feature("neighbour")[outside[0]] == 1.0
     assert int(c1.rows[outside[0]]) == max(inside) + 1
@@ -176,7 +176,7 @@ def test_complete_adds_the_next_sentence_holding_the_asked_kind(mini_assistant):
 
     def complete(q):
         qvec = mini_assistant.embed_query(q)
-        return answerer.complete(candidates(idx, q, mini_assistant.retriever.search(q, qvec, 5), qvec), [first])
+        return answerer.complete(candidates(mini_assistant.store, q, mini_assistant.retriever.search(q, qvec, 5), qvec), [first])
     # "who" asks for a name; [1] names only the company the question already names, and the next
     # sentence of its section names a person and shares "founded"/"company" with the question
     assert [idx.sentence_text(r) for r in complete("Who founded the company Zephyr Dynamics?")] == [

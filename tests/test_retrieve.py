@@ -3,6 +3,7 @@ import pytest
 
 from fakes import KeywordEmbedder
 from rag import index as storage
+from rag.store.local import LocalStore
 from rag.config import Settings
 from rag.pipeline import build
 from rag.retrieve import BM25Retriever, DenseRetriever, HybridRetriever, fuse
@@ -15,7 +16,7 @@ def mini_index(tmp_path_factory):
     embedder = KeywordEmbedder()
     d = tmp_path_factory.mktemp("mini") / "idx"
     build([MINI], d, embedder=embedder)
-    return storage.load(d), embedder
+    return LocalStore(storage.load(d)), embedder
 
 
 def starts(hits):
@@ -74,11 +75,11 @@ def test_dense_search_is_exact_for_any_corpus_and_k(tmp_path, n, k):
         (corpus / f"d{i:03d}.txt").write_text(f"Report {i}\n\nThe survey counted {i} herons near the pier.\n")
     emb = HashEmbedder(dim=24)
     build([corpus], tmp_path / "idx", embedder=emb)
-    index = storage.load(tmp_path / "idx")
-    assert len(index) == n and index.manifest["faiss_index"] == "IndexFlatIP"
+    index = LocalStore(storage.load(tmp_path / "idx"))
+    assert len(index) == n and index.manifest()["faiss_index"] == "IndexFlatIP"
     q = np.random.default_rng(n).standard_normal(24).astype(np.float32)
     q /= np.linalg.norm(q)
-    exact = np.asarray(index.chunk_vectors) @ q
+    exact = np.asarray(index.index.chunk_vectors) @ q
     best = np.argsort(-exact, kind="stable")[:min(k, n)]
     got = DenseRetriever(index, emb).search(q, k)
     assert [r for r, _ in got] == best.tolist()

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.index import S_DOC, S_SECTION, Index
+from rag.store.base import SentenceRecord, Store
 from rag.text import answer_type, focus_terms, numbers, offers, tokenize
 from rag.types import Hit
 
@@ -49,10 +49,10 @@ QUESTION_FEATURES = (
 
 @dataclass(frozen=True)
 class Candidates:
-    """The candidates of one question; arrays are aligned, one entry per sentence row."""
+    """The candidates of one question; arrays are aligned, one entry per sentence."""
 
     question: str
-    rows: np.ndarray  # int64 sentence rows of the index
+    rows: np.ndarray  # int64 sentence ids of the store
     ranks: np.ndarray  # int64 rank of the best passage holding (or preceding) each
     X: np.ndarray  # float64 (n, len(SENTENCE_FEATURES))
     terms: tuple[frozenset[str], ...]  # question terms each sentence holds
@@ -72,60 +72,49 @@ class Candidates:
         return self.X[:, SENTENCE_FEATURES.index(name)]
 
 
-def previous_row(index: Index, row: int) -> int | None:
-    """The sentence before ``row`` in the same document section, if any."""
-    prev = row - 1
-    s = index.sentences
-    if prev >= 0 and s[prev, S_DOC] == s[row, S_DOC] and s[prev, S_SECTION] == s[row, S_SECTION]:
-        return prev
-    return None
-
-
-def next_row(index: Index, row: int) -> int | None:
-    nxt = row + 1
-    s = index.sentences
-    if nxt < len(s) and s[nxt, S_DOC] == s[row, S_DOC] and s[nxt, S_SECTION] == s[row, S_SECTION]:
-        return nxt
-    return None
-
-
-def candidates(index: Index, question: str, hits: Sequence[Hit], query_vector: np.ndarray) -> Candidates:
+def candidates(store: Store, question: str, hits: Sequence[Hit], query_vector: np.ndarray) -> Candidates:
     """The candidate sentences of ``hits`` for ``question``, with their features."""
     rank: dict[int, int] = {}
     neighbour: set[int] = set()
+    records: dict[int, SentenceRecord] = {}
+
+    def record(sid: int) -> SentenceRecord:
+        if sid not in records:
+            records[sid] = store.sentence(sid)
+        return records[sid]
+
     for hit in hits:
-        if hit.chunk.row < 0:
+        if hit.chunk.pid < 0:
             continue
-        inside = index.chunk_sentence_rows(hit.chunk.row)
+        inside = store.passage_sentences(hit.chunk.pid)
         for r in inside:
             rank.setdefault(r, hit.rank)
             neighbour.discard(r)
-        if len(inside) and (nxt := next_row(index, inside[-1])) is not None and nxt not in rank:
+        if len(inside) and (nxt := record(inside[-1]).next) is not None and nxt not in rank:
             rank[nxt] = hit.rank
             neighbour.add(nxt)
     q_terms = frozenset(tokenize(question))
     kind = answer_type(question)
     focus = focus_terms(question) & q_terms
-    idf = {t: index.idf(t) for t in q_terms}
-    unknown = _unknown(index, idf)
+    idf = {t: store.idf(t) for t in q_terms}
+    unknown = _unknown(store, idf)
     if not rank:
         return Candidates(question, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(SENTENCE_FEATURES))),
                           (), np.zeros(0, bool), q_terms, kind, unknown, 0.0, 0.0, 0.0 if focus else 1.0,
                           float(bool(focus)))
     rows = np.fromiter(rank, dtype=np.int64)
-    sem = np.asarray(index.sentence_vectors[rows]) @ np.asarray(query_vector, dtype=np.float32)
+    sem = np.asarray(store.sentence_vectors(rows.tolist())) @ np.asarray(query_vector, dtype=np.float32)
     q_numbers = numbers(question)
     weights = {t: w * (2.0 if t in q_numbers else 1.0) for t, w in idf.items()}
     total = sum(weights.values()) or 1.0
     rare = set(sorted(q_terms, key=lambda t: (-weights[t], t))[:2])
-    doc_col = index.sentences[:, S_DOC]
     feats, held, needs = [], [], []
     seen: set[str] = set()
     for r, sim in zip(rows.tolist(), sem.tolist()):
-        text = index.sentence_text(r)
-        own = index.sentence_terms(r) & q_terms
-        prev = previous_row(index, r)
-        before = index.sentence_terms(prev) & q_terms if prev is not None else frozenset()
+        rec = record(r)
+        text = rec.text
+        own = rec.terms & q_terms
+        before = record(rec.prev).terms & q_terms if rec.prev is not None else frozenset()
         extra = before - own
         seen |= own
         lex = sum(weights[t] for t in own) / total
@@ -139,7 +128,7 @@ def candidates(index: Index, question: str, hits: Sequence[Hit], query_vector: n
             len(q_numbers & numbers(text)) / n_asked if n_asked else 0.0,
             1.0 / rank[r],
             float(r in neighbour),
-            float(int(np.searchsorted(doc_col, doc_col[r])) == r),
+            float(rec.lead),
             math.log1p(len(text.split())),
         ))
         held.append(own)
@@ -156,13 +145,12 @@ def candidates(index: Index, question: str, hits: Sequence[Hit], query_vector: n
     )
 
 
-def _unknown(index: Index, weights: dict[str, float]) -> float:
+def _unknown(store: Store, weights: dict[str, float]) -> float:
     """IDF-weighted share of the question's terms (``weights``: term -> idf) that no passage holds: a
     question about something the articles never name."""
     if not weights:
         return 1.0
-    vocab = index.bm25.vocab_dict
-    return sum(w for t, w in weights.items() if t not in vocab) / (sum(weights.values()) or 1.0)
+    return sum(w for t, w in weights.items() if not store.knows(t)) / (sum(weights.values()) or 1.0)
 
 
 def question_features(c: Candidates, p: np.ndarray) -> np.ndarray:

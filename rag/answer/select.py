@@ -11,10 +11,10 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from rag.answer.candidates import Candidates, candidates, next_row, previous_row, question_features
+from rag.answer.candidates import Candidates, candidates, question_features
 from rag.answer.model import AnswerModel
 from rag.config import Settings
-from rag.index import S_DOC, S_END, S_START, Index
+from rag.store.base import Store
 from rag.text import leans_on_previous, offers
 from rag.types import ANSWER, POSSIBLE, REFUSE, Answer, Citation, Hit
 
@@ -33,8 +33,8 @@ class Answerer(Protocol):
 
 
 class ExtractiveAnswerer:
-    def __init__(self, index: Index, embedder=None, settings: Settings = Settings(), model: AnswerModel | None = None):
-        self.index = index
+    def __init__(self, store: Store, embedder=None, settings: Settings = Settings(), model: AnswerModel | None = None):
+        self.store = store
         self.embedder = embedder
         self.settings = settings
         self._model = model
@@ -48,7 +48,7 @@ class ExtractiveAnswerer:
 
     def score(self, question: str, hits: Sequence[Hit], query_vector: np.ndarray) -> tuple[Candidates, np.ndarray, float]:
         """(candidates, each one's probability of answering, the probability the question is answerable)."""
-        c = candidates(self.index, question, hits, query_vector)
+        c = candidates(self.store, question, hits, query_vector)
         p = self.model.sentence.prob(c.X) if len(c) else np.zeros(0)
         confidence = float(self.model.question.prob(question_features(c, p)[None, :])[0])
         return c, p, confidence
@@ -75,25 +75,26 @@ class ExtractiveAnswerer:
         """Sentence rows to cite: the most probable first; then the sentence before it when it leans on
         that one for its subject; then a close runner-up that holds question terms the others miss;
         within ``max_sentences`` and ``max_chars``."""
-        s, idx = self.settings, self.index
+        s, store = self.settings, self.store
         order = sorted(range(len(c)), key=lambda i: (-p[i], int(c.rows[i])))
         best = order[0]
         row = int(c.rows[best])
         picked = [row]
-        length = _cost(idx.sentence_text(row))
+        first = store.sentence(row)
+        length = _cost(first.text)
         covered = set(c.terms[best])
-        prev = previous_row(idx, row)
+        prev = store.sentence(first.prev) if first.prev is not None else None
         if prev is not None and len(picked) < s.max_sentences and \
-                (c.needs_previous[best] or leans_on_previous(idx.sentence_text(row))):
-            if length + _cost(idx.sentence_text(prev)) <= s.max_chars:
-                picked.append(prev)
-                length += _cost(idx.sentence_text(prev))
-                covered |= idx.sentence_terms(prev)
+                (c.needs_previous[best] or leans_on_previous(first.text)):
+            if length + _cost(prev.text) <= s.max_chars:
+                picked.append(prev.sid)
+                length += _cost(prev.text)
+                covered |= prev.terms
         for i in order[1:]:
             if len(picked) >= s.max_sentences or p[i] < RUNNER_UP * p[best]:
                 break
             r = int(c.rows[i])
-            extra = _cost(idx.sentence_text(r))
+            extra = _cost(store.sentence(r).text)
             if r in picked or not (c.terms[i] - covered) or length + extra > s.max_chars:
                 continue
             picked.append(r)
@@ -106,26 +107,26 @@ class ExtractiveAnswerer:
         none of ``rows`` holds, add one of the next three sentences of [1]'s section that holds it and
         shares a term with the question: the one the sentence model ranks highest (``p``), else the
         nearest."""
-        s, idx = self.settings, self.index
-        if c.kind is None or len(rows) >= s.max_sentences or any(offers(idx.sentence_text(r), c.kind, c.question) for r in rows):
+        s, store = self.settings, self.store
+        quoted = [store.sentence(r) for r in rows]
+        if c.kind is None or len(rows) >= s.max_sentences or any(offers(q.text, c.kind, c.question) for q in quoted):
             return rows
         prob = dict(zip(c.rows.tolist(), p.tolist())) if p is not None else {}
-        length = sum(_cost(idx.sentence_text(r)) for r in rows)
+        length = sum(_cost(q.text) for q in quoted)
         best, best_p = None, -1.0
-        r = rows[0]
+        r = quoted[0].next
         for _ in range(3):
-            r = next_row(idx, r)
             if r is None:
                 break
-            text = idx.sentence_text(r)
-            if r not in rows and offers(text, c.kind, c.question) and idx.sentence_terms(r) & c.q_terms \
-                    and prob.get(r, 0.0) > best_p and length + _cost(text) <= s.max_chars:
+            nxt = store.sentence(r)
+            if r not in rows and offers(nxt.text, c.kind, c.question) and nxt.terms & c.q_terms \
+                    and prob.get(r, 0.0) > best_p and length + _cost(nxt.text) <= s.max_chars:
                 best, best_p = r, prob.get(r, 0.0)
+            r = nxt.next
         return rows + [best] if best is not None else rows
 
-    def citation(self, n: int, row: int) -> Citation:
-        idx = self.index
-        doc = idx.docs[int(idx.sentences[row, S_DOC])]
-        start, end = int(idx.sentences[row, S_START]), int(idx.sentences[row, S_END])
-        return Citation(n=n, doc_id=doc.doc_id, title=doc.title, date=doc.date, start=start, end=end,
-                        quote=doc.text[start:end], encoding=doc.encoding)
+    def citation(self, n: int, sid: int) -> Citation:
+        rec = self.store.sentence(sid)
+        info = self.store.info(rec.doc_id)
+        return Citation(n=n, doc_id=rec.doc_id, title=info.title, date=info.date, start=rec.start, end=rec.end,
+                        quote=rec.text, encoding=info.encoding)

@@ -1,0 +1,1 @@
+"""Stores: where passages, sentences, vectors and texts live (see base.py)."""

@@ -1,0 +1,94 @@
+"""The embedded default store: one loaded generation of FAISS + BM25 files under ``.rag/`` (rag.index
+writes them, with the lock, atomic swap and garbage collection), read through the Store protocol."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from rag.index import C_DOC, S_DOC, S_SECTION, Index
+from rag.store.base import DocInfo, Ranked, SentenceRecord
+from rag.types import Chunk, Document
+
+
+class LocalStore:
+    kind = "local"
+
+    def __init__(self, index: Index):
+        self.index = index
+        counts = np.bincount(index.chunks[:, C_DOC], minlength=len(index.docs)) if len(index.chunks) \
+            else np.zeros(len(index.docs), int)
+        self._infos = {d.doc_id: DocInfo(d.doc_id, d.title, d.date, d.path, d.encoding, d.sha256, len(d.text),
+                                         len(d.text.encode("utf-8", "surrogatepass")), int(n))
+                       for d, n in zip(index.docs, counts)}
+
+    @property
+    def model_id(self) -> str:
+        return self.index.model_id
+
+    @property
+    def directory(self):
+        return self.index.directory
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def catalog(self) -> list[DocInfo]:
+        return [self._infos[d.doc_id] for d in self.index.docs]
+
+    def info(self, doc_id: str) -> DocInfo | None:
+        return self._infos.get(doc_id)
+
+    def document(self, doc_id: str) -> Document | None:
+        return self.index.document(doc_id)
+
+    def passage(self, pid: int) -> Chunk:
+        return self.index.chunk(pid)
+
+    def passage_sentences(self, pid: int) -> Sequence[int]:
+        return self.index.chunk_sentence_rows(pid)
+
+    def sentence(self, sid: int) -> SentenceRecord:
+        s = self.index.sentences
+        d, start, end, section = (int(x) for x in s[sid, :4])
+        doc = self.index.docs[d]
+
+        def beside(j: int) -> int | None:
+            ok = 0 <= j < len(s) and s[j, S_DOC] == d and s[j, S_SECTION] == section
+            return j if ok else None
+
+        return SentenceRecord(sid, doc.doc_id, start, end, section, doc.text[start:end], self.index.sentence_terms(sid),
+                              beside(sid - 1), beside(sid + 1), sid == 0 or int(s[sid - 1, S_DOC]) != d)
+
+    def sentence_vectors(self, sids: Sequence[int]) -> np.ndarray:
+        return np.asarray(self.index.sentence_vectors[np.asarray(sids, dtype=np.int64)])
+
+    def idf(self, term: str) -> float:
+        return self.index.idf(term)
+
+    def knows(self, term: str) -> bool:
+        return term in self.index.bm25.vocab_dict
+
+    def dense(self, vector: np.ndarray, k: int) -> Ranked:
+        k = min(k, len(self.index))
+        if k <= 0:
+            return []
+        scores, rows = self.index.faiss.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
+        return [(int(r), float(v)) for r, v in zip(rows[0], scores[0]) if r >= 0]
+
+    def sparse(self, terms: Sequence[str], k: int) -> Ranked:
+        known = [t for t in terms if t in self.index.bm25.vocab_dict]
+        k = min(k, len(self.index))
+        if not known or k <= 0:
+            return []
+        scores = self.index.bm25.get_scores(known)
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.lexsort((top, -scores[top]))]  # by score, ties by id for determinism
+        return [(int(r), float(scores[r])) for r in top if scores[r] > 0]
+
+    def manifest(self) -> dict:
+        return self.index.manifest
+
+    def health(self) -> dict:
+        return {"ok": True, "store": self.kind, "location": str(self.index.directory.parent),
+                "documents": len(self.index.docs), "passages": len(self.index)}
