@@ -62,7 +62,7 @@ def bench_latency(index_dir: Path, repeats: int = 3, limit: int | None = None) -
 
     loaded = Assistant.load(index_dir)
     # No query-vector cache: every ask pays for its encode, as a new question would.
-    assistant = Assistant(loaded.index, loaded.embedder, loaded.settings, query_cache=0)
+    assistant = Assistant(loaded.store, loaded.embedder, loaded.settings, query_cache=0)
     questions = [q.question for q in load_jsonl(QUESTIONS)][:limit]
     for q in questions[:5]:  # warm-up: model, BM25 caches, allocator
         assistant.ask(q)

@@ -74,7 +74,7 @@ def run(assistant, questions: Sequence[Question], k: int = 5, progress: bool = F
 def score_one(assistant, q: Question, pred: dict, docs: list[str]) -> dict:
     gold = q.gold_docs
     cites = pred["citations"]
-    exact = [(d := assistant.index.document(c["source"])) is not None and d.text[c["start"]:c["end"]] == c["quote"] for c in cites]
+    exact = [(d := assistant.store.document(c["source"])) is not None and d.text[c["start"]:c["end"]] == c["quote"] for c in cites]
     out = {
         "ranked_docs": docs[:10],
         "hit1": M.hit_at(docs, gold, 1), "hit5": M.hit_at(docs, gold, 5),
@@ -127,7 +127,7 @@ def _add_trec(records: list[dict]) -> None:
 
 
 def evidence_hit(assistant, q: Question, passages: list[dict]) -> float:
-    doc = assistant.index.document(q.source)
+    doc = assistant.store.document(q.source)
     if doc is None:
         return 0.0
     spans = [(i, i + len(e)) for e in q.evidence if (i := doc.text.find(e)) >= 0]

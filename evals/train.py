@@ -152,18 +152,19 @@ def collect(args) -> tuple[list[Item], dict]:
     inputs = {}
     for name, index_dir, questions, group in load_sets(args):
         assistant = Assistant.load(index_dir)
-        idx = assistant.index
-        texts = {d.doc_id: d.text for d in idx.docs}
+        store = assistant.store
+        texts = {i.doc_id: store.document(i.doc_id).text for i in store.catalog()}
         extra = near_misses(questions, texts, group, rng, per_question=args.near_miss) if name in ("squad", "own") else []
         t0 = time.perf_counter()
         for q in [*questions, *extra]:
             qvec = assistant.embed_query(q.question)
             hits = assistant.retriever.search(q.question, qvec, args.k)
-            c = candidates(idx, q.question, hits, qvec)
-            sents = [idx.sentence_text(int(r)) for r in c.rows]
+            c = candidates(store, q.question, hits, qvec)
+            records = [store.sentence(int(r)) for r in c.rows]
+            sents = [r.text for r in records]
             golds = tuple(q.answers) + tuple(q.evidence)
             gold_docs = q.gold_docs
-            docs = [idx.docs[int(idx.sentences[int(r), 0])].doc_id for r in c.rows]
+            docs = [r.doc_id for r in records]
             y = np.array([float(bool(golds) and holds(s, golds) and (not gold_docs or d in gold_docs))
                           for s, d in zip(sents, docs)])
             qtype = q.type or ("answerable" if q.answerable else "unanswerable")

@@ -199,9 +199,9 @@ def cmd_eval(args) -> int:
     if args.predictions:
         run.write_predictions(records, Path(args.predictions))
     if args.report:
-        meta = {"model": assistant.index.model_id, "k": args.top_k, "index_dir": str(index_dir),
-                "corpus": {"documents": len(assistant.index.docs), "passages": len(assistant.index)},
-                "settings": asdict(assistant.settings), "chunker": assistant.index.manifest["chunker"],
+        meta = {"model": assistant.store.model_id, "k": args.top_k, "index_dir": str(index_dir),
+                "corpus": {"documents": len(assistant.store.catalog()), "passages": len(assistant.store)},
+                "settings": asdict(assistant.settings), "chunker": assistant.store.manifest()["chunker"],
                 "seconds": time.perf_counter() - t0, "limit": args.limit}
         run.write_report(Path(args.report), dataset, records, summary, meta)
         print(f"Report written to {args.report}/report.md")

@@ -120,6 +120,10 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         return report
 
 
+def _where(store) -> str:
+    return str(store.directory.parent) if isinstance(store, LocalStore) else getattr(store, "spec", "the store")
+
+
 def _manifest_or_none(index_dir: Path) -> dict | None:
     try:
         return storage.read_manifest(index_dir)[1]
@@ -247,19 +251,35 @@ def embed_key(passage_texts: Sequence[str], sentence_texts: Sequence[str]) -> st
     return h.hexdigest()
 
 
-class Assistant:
-    """Answers questions from one index. Cheap to ask concurrently: it holds no per-question state."""
+def open_store(spec: str | None, index_dir: str | Path | None = None):
+    """The store ``spec`` names: None or "local" -> the generation at ``index_dir`` (default
+    ``$RAG_INDEX_DIR`` or ``.rag/index``); "milvus://HOST:PORT/NAME" or "milvus-lite:PATH.db" -> a
+    Milvus store (see rag.store.milvus). ``$RAG_STORE`` is read by the CLI, not here.
 
-    def __init__(self, index: storage.Index, embedder: Embedder, settings: Settings = Settings(), query_cache: int = 256,
+    Raises:
+        IndexNotFound, IndexCorrupt, StoreUnreachable, StoreMissing, StoreMismatch, RagError
+    """
+    if spec in (None, "", "local"):
+        return LocalStore(storage.load(Path(index_dir) if index_dir else default_index_dir()))
+    from rag.store.milvus import MilvusStore
+
+    return MilvusStore(spec).check()
+
+
+class Assistant:
+    """Answers questions from one store. Cheap to ask concurrently: it holds no per-question state."""
+
+    def __init__(self, store, embedder: Embedder, settings: Settings = Settings(), query_cache: int = 256,
                  model: AnswerModel | None = None):
-        if index.model_id != embedder.model_id:
-            raise EmbedderMismatch(str(index.directory.parent), index.model_id, embedder.model_id)
-        self.index = index
+        if isinstance(store, storage.Index):
+            store = LocalStore(store)
+        if store.model_id != embedder.model_id:
+            raise EmbedderMismatch(_where(store), store.model_id, embedder.model_id)
+        self.store = store
         self.embedder = embedder
         self.settings = settings
-        self.store = LocalStore(index)
-        self.retriever = HybridRetriever(self.store, embedder, settings)
-        self.answerer = ExtractiveAnswerer(self.store, embedder, settings, model)
+        self.retriever = HybridRetriever(store, embedder, settings)
+        self.answerer = ExtractiveAnswerer(store, embedder, settings, model)
         self._vectors: dict[str, np.ndarray] = {}  # insertion-ordered: the first key is the oldest
         self._vectors_lock = threading.Lock()  # the chat page asks from several threads at once
         self._cache_size = query_cache
@@ -279,27 +299,30 @@ class Assistant:
 
     @classmethod
     def load(cls, index_dir: str | Path | None = None, embedder: Embedder | None = None,
-             settings: Settings | None = None, model: AnswerModel | None = None) -> "Assistant":
-        """The assistant over the index at ``index_dir`` (default ``$RAG_INDEX_DIR`` or ``.rag/index``).
+             settings: Settings | None = None, model: AnswerModel | None = None, store: str | None = None) -> "Assistant":
+        """The assistant over the store ``store`` names (see open_store; default: the local index at
+        ``index_dir``).
 
         Raises:
-            IndexNotFound, IndexCorrupt, EmbedderMismatch, ModelMissing
+            IndexNotFound, IndexCorrupt, EmbedderMismatch, ModelMissing, StoreUnreachable, StoreMissing, StoreMismatch
         """
         index_dir = Path(index_dir) if index_dir else default_index_dir()
-        index = storage.load(index_dir)
+        opened = open_store(store, index_dir)
         if embedder is None:
-            if index.model_id != SentenceTransformerEmbedder.model_id:
-                raise EmbedderMismatch(str(index_dir), index.model_id, SentenceTransformerEmbedder.model_id)
+            if opened.model_id != SentenceTransformerEmbedder.model_id:
+                raise EmbedderMismatch(_where(opened), opened.model_id, SentenceTransformerEmbedder.model_id)
             embedder = default_embedder(index_dir)
-        return cls(index, embedder, settings or Settings(), model=model)
+        return cls(opened, embedder, settings or Settings(), model=model)
 
     def outdated(self) -> bool:
-        """True when the index on disk has moved on since this assistant loaded it (another process or
-        page changed the library): load it again to see the change."""
-        try:
-            return storage.current_generation(self.index.directory.parent) != self.index.directory
-        except RagError:  # gone or damaged meanwhile: keep answering from what is loaded
-            return False
+        """True when the library has moved on since this assistant loaded it (another process or page
+        changed it): load it again to see the change."""
+        if isinstance(self.store, LocalStore):
+            try:
+                return storage.current_generation(self.store.directory.parent) != self.store.directory
+            except RagError:  # gone or damaged meanwhile: keep answering from what is loaded
+                return False
+        return self.store.outdated()
 
     def ask(self, question: str, history: Sequence[str] | None = None, k: int | None = None) -> Answer:
         """Answer ``question``; ``history`` holds earlier questions of the conversation, oldest first;

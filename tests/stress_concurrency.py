@@ -41,9 +41,9 @@ def main(argv=None) -> int:
     if args.torch:
         from rag.embed import SentenceTransformerEmbedder
 
-        a = Assistant(a.index, SentenceTransformerEmbedder(), a.settings)
+        a = Assistant(a.store, SentenceTransformerEmbedder(), a.settings)
     if args.probe == "ask-nocache":
-        a = Assistant(a.index, a.embedder, a.settings, query_cache=0)
+        a = Assistant(a.store, a.embedder, a.settings, query_cache=0)
     print(f"{type(a.embedder).__name__}, probe {args.probe}", flush=True)
 
     if args.probe == "embed":

@@ -12,7 +12,7 @@ from rag.pipeline import Assistant, contextualize
 
 def check_citations(mini_assistant, answer):
     for c in answer.citations:
-        doc = mini_assistant.index.document(c.doc_id)
+        doc = mini_assistant.store.document(c.doc_id)
         assert doc.text[c.start:c.end] == c.quote
 
 
@@ -47,7 +47,7 @@ def test_off_topic_question_abstains_but_keeps_passages(mini_assistant):
 @pytest.fixture(scope="module")
 def answers_everything(mini_assistant):
     """The mini corpus with no abstention, so every question is answered and what it cites shows."""
-    return Assistant(mini_assistant.index, mini_assistant.embedder, Settings(min_confidence=0.0), model=mini_assistant.answerer.model)
+    return Assistant(mini_assistant.store, mini_assistant.embedder, Settings(min_confidence=0.0), model=mini_assistant.answerer.model)
 
 
 @pytest.mark.parametrize("q, cited", [
@@ -65,7 +65,7 @@ def test_boilerplate_is_never_cited(answers_everything, q, cited):
     if cited:
         assert a.citations[0].quote == cited
     for c in a.citations:
-        doc = answers_everything.index.document(c.doc_id)
+        doc = answers_everything.store.document(c.doc_id)
         assert not [b for b in doc.blocks if b.kind != "body" and b.start < c.end and c.start < b.end]
         assert "Copyright" not in c.quote and "Photo:" not in c.quote and " | " not in c.quote and c.quote != "App"
     check_citations(answers_everything, a)
@@ -115,7 +115,7 @@ def test_refusal_flips_exactly_at_min_confidence_and_possible_below_confident(mi
     assert conf == pytest.approx(sigmoid(8 * p - 4), abs=1e-7)  # float32 cosines
 
     def ask(**settings):
-        return Assistant(mini_assistant.index, mini_assistant.embedder, Settings(**settings),
+        return Assistant(mini_assistant.store, mini_assistant.embedder, Settings(**settings),
                          model=mini_assistant.answerer.model).ask(q)
 
     at, above = ask(min_confidence=conf), ask(min_confidence=float(np.nextafter(conf, np.inf)))
@@ -131,7 +131,7 @@ def test_refusal_flips_exactly_at_min_confidence_and_possible_below_confident(mi
 def test_features_of_a_candidate_are_exact(mini_assistant):
     from rag.answer import candidates
 
-    idx = mini_assistant.index
+    idx = mini_assistant.store.index  # the local store's generation: sentence rows by position
     q = "Where is Zephyr Dynamics based?"
     qvec = mini_assistant.embed_query(q)
     c = candidates(mini_assistant.store, q, mini_assistant.retriever.search(q, qvec, 5), qvec)
@@ -169,7 +169,7 @@ def test_follow_up_answer_uses_history(mini_assistant):
 def test_complete_adds_the_next_sentence_holding_the_asked_kind(mini_assistant):
     from rag.answer import candidates
 
-    idx = mini_assistant.index
+    idx = mini_assistant.store.index  # the local store's generation: sentence rows by position
     rows = {idx.sentence_text(r): r for r in range(len(idx.sentences))}
     first = rows["Zephyr Dynamics, a maker of wind turbines, is based in Lakeview."]
     answerer = mini_assistant.answerer
@@ -236,7 +236,7 @@ def test_the_answer_and_its_confidence_do_not_depend_on_k(mini_assistant):
 
 def test_max_chars_bounds_the_answer_text_with_its_markers(mini_assistant):
     def ask(max_chars):
-        return Assistant(mini_assistant.index, mini_assistant.embedder, Settings(max_chars=max_chars, min_confidence=0.0),
+        return Assistant(mini_assistant.store, mini_assistant.embedder, Settings(max_chars=max_chars, min_confidence=0.0),
                          model=mini_assistant.answerer.model).ask("When were the ovens imported from Naples?", k=2)
     # each quote is counted with its marker and a joining space: "They were imported from Naples in 2015."
     # 39 + 5, "The bakery runs three stone ovens." 34 + 5: 83 (the text itself is 82, the first needing no space)

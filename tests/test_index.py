@@ -64,7 +64,7 @@ def test_deleted_file_is_dropped_and_never_cited(built):
     report = build([corpus], idx_dir, embedder=embedder)
     assert report.removed == ["sub/gamma.txt"]
     a = Assistant.load(idx_dir, embedder=embedder)
-    assert [d.doc_id for d in a.index.docs] == ["alpha.txt", "beta.md"]
+    assert [d.doc_id for d in a.store.catalog()] == ["alpha.txt", "beta.md"]
     answer = a.ask("How much ice did the glacier lose?")
     assert all(h.chunk.doc_id != "sub/gamma.txt" for h in answer.hits)
     assert all(c.doc_id != "sub/gamma.txt" for c in answer.citations)

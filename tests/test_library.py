@@ -81,26 +81,26 @@ def test_add_then_remove_an_upload(lib, tmp_path):
     # only the new file was embedded: its one passage (with title) and its one sentence
     assert e.embedded == ["Ferry news\nThe harbor ferry carries 900 visitors a day.", "The harbor ferry carries 900 visitors a day."]
     a = load(library)
-    assert [r.source for r in rows(a.index)] == ["alpha.txt", "beta.md", "ferry.txt", "sub/gamma.txt"]
+    assert [r.source for r in rows(a.store)] == ["alpha.txt", "beta.md", "ferry.txt", "sub/gamma.txt"]
     assert a.ask("harbor ferry visitors").citations[0].doc_id == "ferry.txt"
-    assert library.remove(a.index, "ferry.txt") == "Removed ferry.txt. It can be restored under Removed documents."
+    assert library.remove(a.store, "ferry.txt") == "Removed ferry.txt. It can be restored under Removed documents."
     assert not (tmp_path / "library" / "ferry.txt").exists()
     a = load(library)
-    assert "ferry.txt" not in [d.doc_id for d in a.index.docs]
+    assert "ferry.txt" not in [d.doc_id for d in a.store.catalog()]
     assert all(h.chunk.doc_id != "ferry.txt" for h in a.ask("harbor ferry visitors").hits)
 
 
 def test_removing_a_source_document_keeps_the_file(lib, corpus):
     library, e = lib
     a = load(library)
-    assert library.remove(a.index, "beta.md") == "Removed beta.md (its file is untouched). It can be restored under Removed documents."
+    assert library.remove(a.store, "beta.md") == "Removed beta.md (its file is untouched). It can be restored under Removed documents."
     assert (corpus / "beta.md").exists()
-    assert [d.doc_id for d in load(library).index.docs] == ["alpha.txt", "sub/gamma.txt"]
+    assert [d.doc_id for d in load(library).store.catalog()] == ["alpha.txt", "sub/gamma.txt"]
     # a plain re-index keeps it out; --include-removed brings it back
     assert build(None, library.index_dir, embedder=e).excluded == 1
-    assert [d.doc_id for d in load(library).index.docs] == ["alpha.txt", "sub/gamma.txt"]
+    assert [d.doc_id for d in load(library).store.catalog()] == ["alpha.txt", "sub/gamma.txt"]
     build(None, library.index_dir, embedder=e, include_removed=True)
-    assert [d.doc_id for d in load(library).index.docs] == ["alpha.txt", "beta.md", "sub/gamma.txt"]
+    assert [d.doc_id for d in load(library).store.catalog()] == ["alpha.txt", "beta.md", "sub/gamma.txt"]
     assert storage.read_excluded(library.index_dir) == set()
 
 
@@ -108,14 +108,14 @@ def test_remove_unknown_or_last_document(lib, tmp_path):
     library, e = lib
     a = load(library)
     with pytest.raises(RagError, match="Document not found"):
-        library.remove(a.index, "../../etc/passwd")
+        library.remove(a.store, "../../etc/passwd")
     solo = tmp_path / "solo"
     solo.mkdir()
     (solo / "one.txt").write_text("One\n\nThe only harbor story.\n")
     build([solo], tmp_path / "i2", embedder=e)
     lone = Library(tmp_path / "i2", tmp_path / "lib2", e)
     with pytest.raises(RagError, match="last document"):
-        lone.remove(Assistant.load(tmp_path / "i2", embedder=e).index, "one.txt")
+        lone.remove(Assistant.load(tmp_path / "i2", embedder=e).store, "one.txt")
 
 
 def test_a_failed_copy_leaves_no_partial_file(lib, tmp_path, monkeypatch):
@@ -172,7 +172,7 @@ def test_uploads_the_index_would_not_hold_are_refused_before_copying(lib, corpus
     again = tmp_path / "again.txt"
     again.write_bytes(ferry.read_bytes())
     added, problems = library.add([(blank, "blank.txt"), (copy, "copy.md"), (retyped, "retyped.txt"),
-                                   (ferry, "ferry.txt"), (again, "again.txt")], index=load(library).index)
+                                   (ferry, "ferry.txt"), (again, "again.txt")], store=load(library).store)
     assert added == ["ferry.txt"]
     assert problems == ["blank.txt: the file has no text in it, only blank space",
                         "copy.md: same text as beta.md, which is already in the library",
@@ -212,7 +212,7 @@ def test_an_added_name_is_the_id_the_index_lists(lib, tmp_path):
     # alpha.txt is also a document of the mini corpus: the library's copy is listed under its folder
     added, problems = library.add([(up, "alpha.txt")])
     assert (added, problems) == (["library/alpha.txt"], [])
-    assert "library/alpha.txt" in [r.source for r in rows(load(library).index)]
+    assert "library/alpha.txt" in [r.source for r in rows(load(library).store)]
 
 
 @pytest.mark.parametrize("text", ["The harbor ferry carries 900 visitors a day.\n", "Ferry news\n",
@@ -224,7 +224,7 @@ def test_every_upload_ends_listed_or_refused_with_nothing_left(lib, tmp_path, te
     up.write_text(text, encoding="utf-8")
     added, problems = library.add([(up, "one.txt")])
     if added:
-        assert (added, problems) == (["one.txt"], []) and "one.txt" in [r.source for r in rows(load(library).index)]
+        assert (added, problems) == (["one.txt"], []) and "one.txt" in [r.source for r in rows(load(library).store)]
     else:
         assert len(problems) == 1 and problems[0].startswith("one.txt: ") and files(library) == []
     assert_nothing_stranded(library)
@@ -260,7 +260,7 @@ def test_a_failed_build_leaves_no_upload_and_the_index_as_it_was(lib, tmp_path, 
                             "Nothing was added; try again.")
     assert len(calls) == 2 and files(library) == [] and indexed(library) == before
     monkeypatch.undo()
-    assert "ferry.txt" not in [d.doc_id for d in load(library).index.docs]
+    assert "ferry.txt" not in [d.doc_id for d in load(library).store.catalog()]
 
 
 def test_when_putting_the_index_back_fails_too_the_message_says_so_in_page_words(lib, tmp_path, monkeypatch):
@@ -294,13 +294,13 @@ def test_a_failed_reload_after_an_upload_takes_it_out_again(lib, tmp_path, monke
     up.write_text("Ferry news\n\nThe harbor ferry carries 900 visitors a day.\n")
     failing_reload(monkeypatch)
     with pytest.raises(UpdateFailed) as err:
-        library.add([(up, "ferry.txt")], index=holder.assistant.index, after=holder.reload)
+        library.add([(up, "ferry.txt")], store=holder.assistant.store, after=holder.reload)
     assert str(err.value) == ("Could not add ferry.txt: reloading the index failed (OSError: [Errno 12] Cannot allocate "
                               "memory). Nothing was added; try again.")
     assert holder.assistant is shown and files(library) == [] and indexed(library) == before
     monkeypatch.undo()
     holder.reload()
-    assert [d.doc_id for d in holder.assistant.index.docs] == ["alpha.txt", "beta.md", "sub/gamma.txt"]
+    assert [d.doc_id for d in holder.assistant.store.catalog()] == ["alpha.txt", "beta.md", "sub/gamma.txt"]
 
 
 @pytest.mark.parametrize("after_writing", [False, True])
@@ -312,13 +312,13 @@ def test_a_failed_removal_keeps_the_upload_and_its_document(lib, tmp_path, monke
     before = indexed(library)
     calls = build_that_fails(monkeypatch, after_writing)
     with pytest.raises(UpdateFailed) as e:
-        library.remove(load(library).index, "ferry.txt")
+        library.remove(load(library).store, "ferry.txt")
     assert str(e.value) == ("Could not remove ferry.txt: indexing failed (OSError: [Errno 28] No space left on device). "
                             "ferry.txt is still in the library; try again.")
     assert len(calls) == 2 and files(library) == ["ferry.txt"] and indexed(library) == before
     monkeypatch.undo()
     a = load(library)
-    assert "ferry.txt" in [r.source for r in rows(a.index)]
+    assert "ferry.txt" in [r.source for r in rows(a.store)]
     assert a.ask("harbor ferry visitors").citations[0].doc_id == "ferry.txt"
 
 
@@ -333,7 +333,7 @@ def test_a_failed_reload_after_a_removal_puts_the_upload_back(lib, tmp_path, mon
     before = indexed(library)
     failing_reload(monkeypatch)
     with pytest.raises(UpdateFailed, match=r"^Could not remove ferry.txt: reloading the index failed \(OSError"):
-        library.remove(holder.assistant.index, "ferry.txt", after=holder.reload)
+        library.remove(holder.assistant.store, "ferry.txt", after=holder.reload)
     assert files(library) == ["ferry.txt"] and indexed(library) == before
 
 
@@ -342,7 +342,7 @@ def test_a_failed_removal_of_a_source_document_keeps_it_indexed(lib, corpus, mon
     before = indexed(library)
     build_that_fails(monkeypatch, after_writing=True)  # the removal was recorded and written, then the build failed
     with pytest.raises(UpdateFailed, match=r"^Could not remove beta.md: indexing failed .* beta.md is still in the library; try again.$"):
-        library.remove(load(library).index, "beta.md")
+        library.remove(load(library).store, "beta.md")
     assert indexed(library) == before and storage.read_excluded(library.index_dir) == set()
     assert (corpus / "beta.md").exists()
     # a later plain re-index does not drop it either
@@ -361,23 +361,23 @@ def test_uploads_with_unicode_line_separators_work_through_the_library(lib, tmp_
     added, problems = library.add([(seps, "seps.txt"), (cp1252, "cp1252.txt")], after=lambda: load(library))
     assert (added, problems) == (["seps.txt", "cp1252.txt"], [])
     a = load(library)
-    assert [r.source for r in rows(a.index)] == ["alpha.txt", "beta.md", "cp1252.txt", "seps.txt", "sub/gamma.txt"]
-    assert "\u2028Lanterns" in a.index.document("seps.txt").text
+    assert [r.source for r in rows(a.store)] == ["alpha.txt", "beta.md", "cp1252.txt", "seps.txt", "sub/gamma.txt"]
+    assert "\u2028Lanterns" in a.store.document("seps.txt").text
     c = a.ask("How many visitors did the harbor lantern festival draw?").citations[0]
-    assert c.doc_id == "seps.txt" and a.index.document("seps.txt").text[c.start:c.end] == c.quote
+    assert c.doc_id == "seps.txt" and a.store.document("seps.txt").text[c.start:c.end] == c.quote
     # a later upload and a removal still work
     ferry = tmp_path / "ferry.txt"
     ferry.write_text("Ferry news\n\nThe harbor ferry carries 900 visitors a day.\n")
     assert library.add([(ferry, "ferry.txt")], after=lambda: load(library)) == (["ferry.txt"], [])
-    assert library.remove(load(library).index, "cp1252.txt", after=lambda: load(library)) == \
+    assert library.remove(load(library).store, "cp1252.txt", after=lambda: load(library)) == \
         "Removed cp1252.txt. It can be restored under Removed documents."
     assert files(library) == [".removed", "ferry.txt", "seps.txt"]
-    assert [d.doc_id for d in Assistant.load(library.index_dir, embedder=e).index.docs] == \
+    assert [d.doc_id for d in Assistant.load(library.index_dir, embedder=e).store.catalog()] == \
         ["alpha.txt", "beta.md", "ferry.txt", "seps.txt", "sub/gamma.txt"]
     build(None, library.index_dir, embedder=e, rebuild=True)
     a = load(library)
-    assert [d.doc_id for d in a.index.docs] == ["alpha.txt", "beta.md", "ferry.txt", "seps.txt", "sub/gamma.txt"]
-    assert "\u2029The harbor ferry ran late." in a.index.document("seps.txt").text
+    assert [d.doc_id for d in a.store.catalog()] == ["alpha.txt", "beta.md", "ferry.txt", "seps.txt", "sub/gamma.txt"]
+    assert "\u2029The harbor ferry ran late." in a.store.document("seps.txt").text
 
 
 def test_a_removal_a_killed_server_left_half_done_is_finished_on_start(lib, tmp_path):
@@ -405,8 +405,8 @@ def test_every_removal_can_be_undone(lib, corpus, tmp_path):
     up.write_text("Ferry news\n\nThe harbor ferry carries 900 visitors a day.\n")
     assert library.add([(up, "ferry.txt")]) == (["ferry.txt"], [])
     assert library.removed() == []
-    library.remove(load(library).index, "ferry.txt")
-    library.remove(load(library).index, "beta.md")
+    library.remove(load(library).store, "ferry.txt")
+    library.remove(load(library).store, "beta.md")
     assert "ferry.txt" not in indexed(library) and "beta.md" not in indexed(library)
     listed = library.removed()
     assert [r.key for r in listed] == ["library:ferry.txt", f"source:{(corpus / 'beta.md').resolve()}"]
@@ -415,7 +415,7 @@ def test_every_removal_can_be_undone(lib, corpus, tmp_path):
     assert library.restore(listed[1].key) == "Restored beta.md."
     assert library.removed() == [] and storage.read_excluded(library.index_dir) == set()
     a = load(library)
-    assert [d.doc_id for d in a.index.docs] == ["alpha.txt", "beta.md", "ferry.txt", "sub/gamma.txt"]
+    assert [d.doc_id for d in a.store.catalog()] == ["alpha.txt", "beta.md", "ferry.txt", "sub/gamma.txt"]
     assert a.ask("harbor ferry visitors").citations[0].doc_id == "ferry.txt"
     assert files(library) == [".removed", "ferry.txt"]
 
@@ -432,7 +432,7 @@ def test_a_failed_restore_keeps_the_document_removed(lib, tmp_path, monkeypatch)
     up = tmp_path / "up.txt"
     up.write_text("Ferry news\n\nThe harbor ferry carries 900 visitors a day.\n")
     library.add([(up, "ferry.txt")])
-    library.remove(load(library).index, "ferry.txt")
+    library.remove(load(library).store, "ferry.txt")
     before = indexed(library)
     build_that_fails(monkeypatch, after_writing=True)
     with pytest.raises(UpdateFailed, match=r"^Could not restore ferry.txt: indexing failed .* It is still removed; try again.$"):

@@ -13,7 +13,7 @@ def test_a_request_arriving_mid_eviction_does_not_break_either(mini_assistant):
     between reading the oldest key and removing it. B runs as far as it can: to its end when the
     cache has no lock, or until it waits for the lock (then A finishes first)."""
     embedder = KeywordEmbedder()
-    a = Assistant(mini_assistant.index, embedder, mini_assistant.settings, query_cache=1)
+    a = Assistant(mini_assistant.store, embedder, mini_assistant.settings, query_cache=1)
     b_stopped = threading.Event()  # B finished, or is waiting for the cache's lock
     errors = []
 
@@ -77,7 +77,7 @@ def test_many_concurrent_queries_through_a_tiny_cache(mini_assistant):
     """The unforced version: 8 threads x 200 distinct queries, evicting on nearly every query.
     Without the lock this fails in about a third of runs; the test above fails every time."""
     embedder = YieldingEmbedder()
-    assistant = Assistant(mini_assistant.index, embedder, mini_assistant.settings, query_cache=2)
+    assistant = Assistant(mini_assistant.store, embedder, mini_assistant.settings, query_cache=2)
     errors, results = [], {}
     start = threading.Barrier(8)
 

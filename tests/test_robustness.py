@@ -76,7 +76,7 @@ def test_questions_without_words_are_refused_clearly(lenient, q):
 
 def check(assistant, answer):
     for c in answer.citations:
-        assert assistant.index.document(c.doc_id).text[c.start:c.end] == c.quote
+        assert assistant.store.document(c.doc_id).text[c.start:c.end] == c.quote
 
 
 def test_a_huge_question_is_cut_with_a_notice(lenient):
@@ -125,7 +125,7 @@ def test_on_topic_passages_that_do_not_answer_are_refused(mini_assistant):
     # and plant, turbine) yet holds only the IDF share of "plant" and "turbin" among the question's six
     # terms and neither of its two rarest ("earn", "wage"), so the test model (fakes.rule_model) gives it
     # p = sigmoid(4·2/√6 + 6·share + 0.5·1 − 5) < 0.5, and the question sigmoid(8p − 4) < 0.5: refused.
-    idx = mini_assistant.index
+    idx = mini_assistant.store
     terms = ["wage", "worker", "lakeview", "turbin", "plant", "earn"]
     assert tokenize(q) == terms
     share = (idx.idf("plant") + idx.idf("turbin")) / sum(idx.idf(t) for t in terms)

@@ -6,6 +6,7 @@ from conftest import MINI
 from fakes import KeywordEmbedder
 from rag.errors import RagError
 from rag.pipeline import Assistant, build
+from rag.store.base import DocInfo
 from ui import render
 from ui.app import example_questions, is_loopback, parse_auth, serve
 
@@ -15,13 +16,13 @@ from ui.app import example_questions, is_loopback, parse_auth, serve
 @pytest.mark.parametrize("crafted", ["../../etc/passwd", "/etc/passwd", "..%2F..%2Fetc%2Fpasswd", "sub/../alpha.txt",
                                      "", None, "ALPHA.TXT"])
 def test_article_view_shows_only_indexed_documents(mini_assistant, crafted):
-    assert render.article_html(mini_assistant.index, crafted) == '<div class="rag-article rag-missing">Article not found.</div>'
+    assert render.article_html(mini_assistant.store, crafted) == '<div class="rag-article rag-missing">Article not found.</div>'
 
 
 def test_article_view_highlights_the_cited_sentence(mini_assistant):
     a = mini_assistant.ask("Where is Zephyr Dynamics based?")
     c = a.citations[0]
-    page = render.article_html(mini_assistant.index, c.doc_id, c.start, c.end)
+    page = render.article_html(mini_assistant.store, c.doc_id, c.start, c.end)
     assert '<mark id="rag-highlight" class="rag-quote">Zephyr Dynamics, a maker of wind turbines, is based in Lakeview.</mark>' in page
     assert page.count("<mark") == 1
 
@@ -33,21 +34,27 @@ def test_sources_panel_marks_quote_and_escapes_article_text(tmp_path):
     build([tmp_path / "c"], tmp_path / "i", embedder=e)
     a = Assistant.load(tmp_path / "i", embedder=e)
     answer = a.ask("harbor parade visitors")
-    html = render.sources_html(answer, a.index)
+    html = render.sources_html(answer, a.store)
     assert "<script>" not in html and "&lt;b&gt;many&lt;/b&gt;" in html
     assert '<mark class="rag-quote" data-n="1">The harbor parade drew &lt;b&gt;many&lt;/b&gt; visitors.</mark>' in html
     assert "Harbor &lt;script&gt;" in html  # the title in the card's meta line, escaped
-    chat = render.chat_html(answer, a.index)
+    chat = render.chat_html(answer, a.store)
     assert chat.endswith('<p class="rag-answer"><span class="rag-q">The harbor parade drew &lt;b&gt;many&lt;/b&gt; visitors.'
                          '</span> <a class="rag-cite-link" href="#turn-0-cite-1" title="Open source 1">[1]</a></p>')
 
 
 class _Index:
+    """A one-document store: what the renderers read (document texts, catalog entries)."""
+
     def __init__(self, *docs):
         self.docs = {d.doc_id: d for d in docs}
 
     def document(self, doc_id):
         return self.docs.get(doc_id)
+
+    def info(self, doc_id):
+        d = self.docs.get(doc_id)
+        return d and DocInfo(d.doc_id, d.title, d.date, d.path, d.encoding, d.sha256, len(d.text), len(d.text.encode()), 1)
 
 
 def _answered(outcome: str, confidence: float):
@@ -103,8 +110,8 @@ def test_a_refusal_has_no_confidence_badge():
 
 def test_abstention_is_labelled_as_related_not_an_answer(mini_assistant):
     a = mini_assistant.ask("Who won the 2018 FIFA World Cup?")
-    assert render.chat_html(a, mini_assistant.index).startswith("<p><strong>The articles don't say.</strong>")
-    assert render.sources_html(a, mini_assistant.index).count("not an answer") == 3
+    assert render.chat_html(a, mini_assistant.store).startswith("<p><strong>The articles don't say.</strong>")
+    assert render.sources_html(a, mini_assistant.store).count("not an answer") == 3
 
 
 def test_details_show_ranks_and_the_searched_query(mini_assistant):
@@ -115,7 +122,7 @@ def test_details_show_ranks_and_the_searched_query(mini_assistant):
 
 
 def test_examples_come_from_titles(mini_assistant):
-    assert example_questions(mini_assistant.index) == [
+    assert example_questions(mini_assistant.store) == [
         "Zephyr Dynamics opens a turbine plant in Lakeview", "Crumb and Co bakes sourdough for Harbor City",
         "Glacier station records record melt"]
 
@@ -147,7 +154,7 @@ def test_an_old_citation_is_marked_only_where_its_quote_still_is(tmp_path):
         else:
             alpha.write_text(text, encoding="utf-8")
         build([corpus], tmp_path / "i", embedder=e)
-        return Assistant.load(tmp_path / "i", embedder=e).index
+        return Assistant.load(tmp_path / "i", embedder=e).store
 
     index_of(original)
     a = Assistant.load(tmp_path / "i", embedder=e)
@@ -156,7 +163,7 @@ def test_an_old_citation_is_marked_only_where_its_quote_still_is(tmp_path):
     assert (c.doc_id, c.quote) == ("alpha.txt", quote)
     cited = (c.doc_id, c.start, c.end, c.quote)
     mark = f'<mark id="rag-highlight" class="rag-quote">{quote}</mark>'
-    assert render.citation_html(a.index, *cited) == render.article_html(a.index, "alpha.txt", c.start, c.end)
+    assert render.citation_html(a.store, *cited) == render.article_html(a.store, "alpha.txt", c.start, c.end)
 
     # a paragraph added above it: the old offsets now cover other words, the quote is there once
     moved = index_of(original.replace(quote, "Wind news from the coast.\n\n" + quote))
@@ -231,5 +238,5 @@ def test_the_page_sees_a_library_changed_by_another_process(tmp_path, corpus):
     (corpus / "ferry.txt").write_text("Ferry news\n\nThe harbor ferry carries 900 visitors a day.\n")
     build([corpus], tmp_path / "idx", embedder=KeywordEmbedder())  # as another process would
     now = holder.current()
-    assert now is not before and "ferry.txt" in [d.doc_id for d in now.index.docs]
+    assert now is not before and "ferry.txt" in [d.doc_id for d in now.store.catalog()]
     assert now.ask("harbor ferry visitors").citations[0].doc_id == "ferry.txt"

@@ -70,10 +70,10 @@ class Holder:
         return self.assistant
 
 
-def example_questions(index, n: int = 4) -> list[str]:
+def example_questions(store, n: int = 4) -> list[str]:
     """Starter prompts drawn from the indexed articles: their short titles, as keyword queries."""
     out = []
-    for d in index.docs:
+    for d in store.catalog():
         if d.title and 3 <= len(d.title.split()) <= 12:
             out.append(d.title.split(" – ")[-1].split(" - ")[0].strip())
         if len(out) >= n:
@@ -153,13 +153,13 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
     lib = library.Library(Path(index_dir), Path(library_dir) if library_dir else Path(index_dir).parent / "library",
                           holder.embedder)
 
-    def doc_choices(index) -> list[tuple[str, str]]:
-        return [(render.doc_label(d.doc_id, d.title), d.doc_id) for d in index.docs]
+    def doc_choices(store) -> list[tuple[str, str]]:
+        return [(render.doc_label(d.doc_id, d.title), d.doc_id) for d in store.catalog()]
 
     def refreshed(status: str | None = None):
         """The library panel as the index holds it now: table, removal and restore choices (none
         preselected), the confirmation hidden, and ``status`` if given."""
-        idx = holder.current().index
+        idx = holder.current().store
         removed = [(r.label, r.key) for r in lib.removed()]
         out = (render.library_html(library.rows(idx)), gr.update(choices=doc_choices(idx), value=None),
                gr.update(choices=removed, value=None), gr.update(visible=False), gr.update(value=""))
@@ -183,7 +183,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
         pairs = [(Path(f), Path(f).name) for f in (files if isinstance(files, list) else [files])]
 
         def work():
-            added, problems = lib.add(pairs, index=holder.current().index, after=holder.reload)
+            added, problems = lib.add(pairs, store=holder.current().store, after=holder.reload)
             lines = [f"Added {', '.join(added)}." if added else "Nothing was added."] + problems
             return refreshed("\n".join(lines))
 
@@ -194,7 +194,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
     def ask_removal(doc_id):
         if not doc_id:
             raise gr.Error("Choose a document to remove first.")
-        doc = holder.current().index.document(doc_id)
+        doc = holder.current().store.document(doc_id)
         if doc is None:
             raise gr.Error(for_page(DocumentNotFound(doc_id)))
         question = (f"Remove “{render.doc_label(doc.doc_id, doc.title)}” from the library? "
@@ -204,7 +204,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
     def remove(doc_id):
         if not doc_id:
             raise gr.Error("Choose a document to remove first.")
-        return guarded(f"remove {doc_id}", lambda: refreshed(lib.remove(holder.current().index, doc_id, after=holder.reload)))
+        return guarded(f"remove {doc_id}", lambda: refreshed(lib.remove(holder.current().store, doc_id, after=holder.reload)))
 
     def restore(key):
         if not key:
@@ -220,13 +220,13 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
         answer = guarded("answer", lambda: assistant.ask(message, history=asked, k=int(k)))
         turns = list(turns or [])
         history = history + [{"role": "user", "content": message},
-                             {"role": "assistant", "content": render.chat_html(answer, assistant.index, len(turns))}]
+                             {"role": "assistant", "content": render.chat_html(answer, assistant.store, len(turns))}]
         choices = render.citation_choices(answer)
         # The quote too: the library may change before a citation is clicked (see render.citation_html).
         state = turns + [[(c.doc_id, c.start, c.end, c.quote) for c in answer.citations]]
-        return (history, "", render.sources_html(answer, assistant.index), render.details_html(answer),
+        return (history, "", render.sources_html(answer, assistant.store), render.details_html(answer),
                 gr.update(choices=choices, value=choices[0][1] if choices else None, visible=bool(choices)),
-                render.answer_article_html(assistant.index, answer), state)
+                render.answer_article_html(assistant.store, answer), state)
 
     def open_citation(choice: str | None, turns: list, turn: int = -1):
         """The article of citation ``choice`` of answer ``turn`` (default: the latest)."""
@@ -236,8 +236,8 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
         except (IndexError, TypeError, ValueError):
             return gr.update()
         if not 0 <= n < len(cited):
-            return render.article_html(holder.current().index, None)
-        return render.citation_html(holder.current().index, *cited[n])
+            return render.article_html(holder.current().store, None)
+        return render.citation_html(holder.current().store, *cited[n])
 
     def open_link(value: str, turns: list):
         """A click on [n] of an earlier answer: "turn:n:nonce" from the page's script."""
@@ -262,7 +262,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
                 box = gr.Textbox(show_label=False, placeholder="Ask a question…", scale=5, elem_id="rag-question", lines=1,
                                  render=False)
                 # Above the chat: on a phone the sources then come right after the question box.
-                gr.Examples(example_questions(holder.assistant.index), inputs=box, label="Examples")
+                gr.Examples(example_questions(holder.assistant.store), inputs=box, label="Examples")
                 # HTML, not Markdown: a quote is shown as the article has it ($$, &lt;, URLs included).
                 chat = gr.Chatbot(label="Chat", height=460, elem_id="rag-chat", render_markdown=False,
                                   latex_delimiters=[], sanitize_html=True,
@@ -278,7 +278,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
                     k = gr.Slider(1, 20, value=5, step=1, label="Passages to retrieve (k)")
                     details = gr.HTML(elem_id="rag-details")
         with gr.Accordion("Library", open=False, elem_id="rag-library") as shelf:
-            docs = gr.HTML(render.library_html(library.rows(holder.assistant.index)), elem_id="rag-library-table")
+            docs = gr.HTML(render.library_html(library.rows(holder.assistant.store)), elem_id="rag-library-table")
             # No file_types filter: the browser would refuse a whole batch for one wrong file; each
             # file is checked on its own, and the status says which were refused and why.
             files = gr.File(file_count="multiple", type="filepath", elem_id="rag-files",
@@ -286,7 +286,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
             add_btn = gr.Button("Add to library", elem_id="rag-add")
             with gr.Row(equal_height=False):
                 with gr.Column(min_width=260):
-                    doomed = gr.Dropdown(choices=doc_choices(holder.assistant.index), value=None, allow_custom_value=True,
+                    doomed = gr.Dropdown(choices=doc_choices(holder.assistant.store), value=None, allow_custom_value=True,
                                          label="Document to remove", elem_id="rag-doomed")
                     ask_remove_btn = gr.Button("Remove…", variant="stop", elem_id="rag-remove")
                     with gr.Group(visible=False, elem_id="rag-confirm") as confirm:

@@ -44,10 +44,8 @@ class Row:
     passages: int
 
 
-def rows(index) -> list[Row]:
-    counts = index.doc_chunk_counts()
-    return [Row(d.doc_id, d.title or "", d.date or "", round(len(d.text.encode("utf-8")) / 1024, 1), int(n))
-            for d, n in zip(index.docs, counts)]
+def rows(store) -> list[Row]:
+    return [Row(d.doc_id, d.title or "", d.date or "", round(d.bytes / 1024, 1), d.passages) for d in store.catalog()]
 
 
 @dataclass(frozen=True)
@@ -261,12 +259,12 @@ class Library:
         return UpdateFailed(f"{message} Putting the index back failed too ({_describe(restore_error)}): answers may "
                             "be out of date until whoever runs this server re-indexes the library.")
 
-    def add(self, uploads: list[tuple[Path, str]], index=None,
+    def add(self, uploads: list[tuple[Path, str]], store=None,
             after: Callable[[], None] | None = None) -> tuple[list[str], list[str]]:
         """(doc_ids added, one message per file not added). Re-indexes once for all accepted files.
 
         A file whose text is already indexed (the same bytes, or the same text as a document of
-        ``index``) or repeats an earlier file of ``uploads`` is refused before it is copied. After the
+        ``store``) or repeats an earlier file of ``uploads`` is refused before it is copied. After the
         build, only files the index really holds count as added; the others are deleted, with the
         build's reason. ``after`` runs once the index holds the uploads (the page reloads there).
 
@@ -278,7 +276,14 @@ class Library:
             problems: list[str] = []
             placed: list[tuple[Path, str]] = []
             known = {v.get("sha256"): doc_id for doc_id, v in self._indexed().items()}
-            texts = {d.text: d.doc_id for d in index.docs} if index is not None else {}
+            # Same text in other bytes (another encoding): only documents of the same length are read.
+            lengths: dict[int, list[str]] = {}
+            for info in (store.catalog() if store is not None else []):
+                lengths.setdefault(info.chars, []).append(info.doc_id)
+
+            def same_text(text: str) -> str | None:
+                return next((d for d in lengths.get(len(text), []) if store.document(d).text == text), None)
+
             batch_digests: dict[str, str] = {}  # of the uploads accepted so far -> their names
             batch_texts: dict[str, str] = {}
             for path, name in uploads:
@@ -286,7 +291,7 @@ class Library:
                     text = check_upload(path, name)
                     digest = hashlib.sha256(path.read_bytes()).hexdigest()
                     # Ingest keeps one file per sha256: a copy could displace the indexed original.
-                    same = known.get(digest) or texts.get(text)
+                    same = known.get(digest) or same_text(text)
                     if same is not None:
                         raise UploadRejected(f"{name}: same text as {same}, which is already in the library")
                     earlier = batch_digests.get(digest) or batch_texts.get(text)
@@ -325,7 +330,7 @@ class Library:
             target.unlink(missing_ok=True)
         return self._failed(f"add {names}", step, error, self._restore(), "Nothing was added")
 
-    def remove(self, index, doc_id: str, after: Callable[[], None] | None = None) -> str:
+    def remove(self, store, doc_id: str, after: Callable[[], None] | None = None) -> str:
         """Take ``doc_id`` out of the index; returns a message for the user. ``after`` runs once the
         index no longer holds it (the page reloads there).
 
@@ -335,10 +340,10 @@ class Library:
                 library copy back in place).
         """
         with self._lock:
-            doc = index.document(doc_id) if isinstance(doc_id, str) else None
+            doc = store.document(doc_id) if isinstance(doc_id, str) else None
             if doc is None:
                 raise DocumentNotFound(str(doc_id))
-            if len(index.docs) == 1:
+            if len(store.catalog()) == 1:
                 raise RagError("This is the last document; add another before removing it")
             path = Path(doc.path).resolve() if doc.path else None
             step = "indexing"

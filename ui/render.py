@@ -20,18 +20,18 @@ def confidence_badge(answer: Answer) -> str:
             f"{words}</span>")
 
 
-def chat_html(answer: Answer, index=None, turn: int = 0) -> str:
+def chat_html(answer: Answer, store=None, turn: int = 0) -> str:
     """The assistant's chat message, as HTML the chat shows without Markdown, math or autolinks: each
     quote is the article's text escaped, so the page shows it character for character. Each [n] links
     to citation n of answer number ``turn`` (the page's script opens it in the article view)."""
     note = f'<p class="rag-notice"><em>{_esc(answer.notice)}</em></p>' if answer.notice else ""
     badge = confidence_badge(answer)
-    return note + (f"<p>{badge}</p>" if badge else "") + _chat_body(answer, index, turn)
+    return note + (f"<p>{badge}</p>" if badge else "") + _chat_body(answer, store, turn)
 
 
-def _chat_body(answer: Answer, index, turn: int) -> str:
+def _chat_body(answer: Answer, store, turn: int) -> str:
     if answer.kind == REFUSE:
-        items = "".join(f'<li><em>{_esc(_hit_label(h, index))}</em>: '
+        items = "".join(f'<li><em>{_esc(_hit_label(h, store))}</em>: '
                         f'<span class="rag-q">{_esc(_short(h.chunk.text, 180))}</span></li>' for h in answer.hits[:3])
         return ("<p><strong>The articles don't say.</strong> I found no sentence that answers this, so I won't "
                 "quote a weak match.</p>" + (f"<p>Related passages (not an answer):</p><ul>{items}</ul>" if items else ""))
@@ -40,9 +40,9 @@ def _chat_body(answer: Answer, index, turn: int) -> str:
     return '<p class="rag-answer">' + " ".join(parts) + "</p>"
 
 
-def _hit_label(hit, index) -> str:
-    doc = index.document(hit.chunk.doc_id) if index is not None else None
-    return doc_label(hit.chunk.doc_id, doc.title if doc else None)
+def _hit_label(hit, store) -> str:
+    info = store.info(hit.chunk.doc_id) if store is not None else None
+    return doc_label(hit.chunk.doc_id, info.title if info else None)
 
 
 def doc_label(doc_id: str, title: str | None) -> str:
@@ -72,12 +72,12 @@ def text_html(message: str) -> str:
     return "".join(f"<p>{_esc(line)}</p>" for line in message.split("\n") if line.strip())
 
 
-def sources_html(answer: Answer, index) -> str:
+def sources_html(answer: Answer, store) -> str:
     """One card per citation: title, date, file, the passage around the quote with the quote marked,
     under a header saying how sure the answer is."""
     if answer.kind == REFUSE:
         cards = [f'<div class="rag-card rag-related"><div class="rag-label">Related passage {h.rank} · not an answer</div>'
-                 f'<div class="rag-meta">{_esc(_hit_label(h, index))} · score {h.score:.3f}</div>'
+                 f'<div class="rag-meta">{_esc(_hit_label(h, store))} · score {h.score:.3f}</div>'
                  f'<div class="rag-text">{_esc(_short(h.chunk.text, 400))}</div></div>' for h in answer.hits[:3]]
         return '<div class="rag-sources">' + "".join(cards) + "</div>"
     scores = {}
@@ -87,7 +87,7 @@ def sources_html(answer: Answer, index) -> str:
                 scores.setdefault(c.n, h.score)
     cards = []
     for c in answer.citations:
-        doc = index.document(c.doc_id)
+        doc = store.document(c.doc_id)
         text = doc.text
         lo, hi = max(0, c.start - CONTEXT_CHARS), min(len(text), c.end + CONTEXT_CHARS)
         around = (("…" if lo else "") + _esc(text[lo:c.start]) + f'<mark class="rag-quote" data-n="{c.n}">'
@@ -101,11 +101,11 @@ def sources_html(answer: Answer, index) -> str:
     return '<div class="rag-sources">' + head + "".join(cards) + "</div>"
 
 
-def article_html(index, doc_id: str | None, start: int | None = None, end: int | None = None,
+def article_html(store, doc_id: str | None, start: int | None = None, end: int | None = None,
                  mark_class: str = "rag-quote") -> str:
-    """The whole indexed article with [start, end) marked. Only ids in the index are shown: anything
+    """The whole indexed article with [start, end) marked. Only ids in the store are shown: anything
     else (a path, "../", a URL-encoded name) is "not found"."""
-    doc = index.document(doc_id) if isinstance(doc_id, str) else None
+    doc = store.document(doc_id) if isinstance(doc_id, str) else None
     if doc is None:
         return '<div class="rag-article rag-missing">Article not found.</div>'
     text = doc.text
@@ -121,37 +121,37 @@ def article_html(index, doc_id: str | None, start: int | None = None, end: int |
 CLOSEST = "Closest passage, not an answer: the articles don't answer this question."
 
 
-def answer_article_html(index, answer: Answer) -> str:
+def answer_article_html(store, answer: Answer) -> str:
     """The article view after an answer: the first citation's sentence marked; for a refusal, the
     closest passage's article under a label saying it is not an answer; nothing when nothing was found."""
     if answer.citations:
         c = answer.citations[0]
-        return article_html(index, c.doc_id, c.start, c.end)
+        return article_html(store, c.doc_id, c.start, c.end)
     if not answer.hits:
         return ""
     top = answer.hits[0].chunk
     return (f'<div class="rag-note rag-closest">{_esc(CLOSEST)}</div>'
-            + article_html(index, top.doc_id, top.start, top.end, mark_class="rag-passage"))
+            + article_html(store, top.doc_id, top.start, top.end, mark_class="rag-passage"))
 
 
 ARTICLE_GONE = "This article is no longer in the library; ask again to cite the articles it holds now."
 ARTICLE_CHANGED = "This article has changed since the answer was given; ask again to cite its current text."
 
 
-def citation_html(index, doc_id: str | None, start: int, end: int, quote: str) -> str:
-    """The article of a citation made earlier, against ``index`` as it is now. The library may have
+def citation_html(store, doc_id: str | None, start: int, end: int, quote: str) -> str:
+    """The article of a citation made earlier, against ``store`` as it is now. The library may have
     changed since: the quote is marked only where the text still holds it (at its offsets, or else
     at its one occurrence); otherwise a note says so rather than marking other words."""
-    doc = index.document(doc_id) if isinstance(doc_id, str) else None
+    doc = store.document(doc_id) if isinstance(doc_id, str) else None
     if doc is None:
         return f'<div class="rag-article rag-missing">{_esc(ARTICLE_GONE)}</div>'
     text = doc.text
     if text[start:end] != quote:
         at = text.find(quote) if quote else -1
         if at < 0 or text.find(quote, at + 1) >= 0:
-            return f'<div class="rag-note">{_esc(ARTICLE_CHANGED)}</div>' + article_html(index, doc_id)
+            return f'<div class="rag-note">{_esc(ARTICLE_CHANGED)}</div>' + article_html(store, doc_id)
         start, end = at, at + len(quote)
-    return article_html(index, doc_id, start, end)
+    return article_html(store, doc_id, start, end)
 
 
 def details_html(answer: Answer) -> str:
