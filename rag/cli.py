@@ -15,9 +15,13 @@ import sys
 from rag.errors import BadSetting, RagError
 
 
-def _index_dir_arg(p: argparse.ArgumentParser) -> None:
+def _index_dir_arg(p: argparse.ArgumentParser, store: bool = True) -> None:
     p.add_argument("-i", "--index-dir", default=None,
                    help="index directory (default: $RAG_INDEX_DIR or .rag/index)")
+    if store:
+        p.add_argument("--store", default=os.environ.get("RAG_STORE") or None, metavar="SPEC",
+                       help="where the library lives: local (the index directory, default), "
+                            "milvus://HOST:19530/COLLECTION, or milvus-lite:PATH.db (default: $RAG_STORE)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="score a question set (ours, BEIR or SQuAD) through the real pipeline",
                        description="Evaluate. Example: rag eval evals/questions.jsonl --report .rag/eval")
     p.add_argument("path", nargs="?", help="questions .jsonl, a BEIR folder, or a SQuAD .json")
-    _index_dir_arg(p)
+    _index_dir_arg(p, store=False)
     p.add_argument("-k", "--top-k", type=int, default=5, help="passages per question (default 5)")
     p.add_argument("-n", "--limit", type=int, default=None, help="run only the first N questions")
     p.add_argument("-p", "--predictions", default=None, help="write one JSON answer per line here")
@@ -87,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_index(args) -> int:
     from rag.pipeline import build
 
-    report = build(args.paths or None, args.index_dir, rebuild=args.rebuild, include_removed=args.include_removed)
+    _check_store(args.store)
+    report = build(args.paths or None, args.index_dir, rebuild=args.rebuild, include_removed=args.include_removed,
+                   store=args.store)
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     if report.excluded:
@@ -116,7 +122,8 @@ def cmd_ask(args) -> int:
     from rag.pipeline import clean_question
 
     clean_question(args.question)  # reject an empty question before loading anything heavy
-    assistant = Assistant.load(args.index_dir, settings=Settings(min_confidence=min_confidence))
+    _check_store(args.store)
+    assistant = Assistant.load(args.index_dir, settings=Settings(min_confidence=min_confidence), store=args.store)
     answer = assistant.ask(args.question, k=args.top_k)
     if answer.notice:
         print(f"note: {answer.notice}", file=sys.stderr)
@@ -211,7 +218,8 @@ def cmd_eval(args) -> int:
 def cmd_serve(args) -> int:
     from ui.app import serve
 
-    serve(args.host, args.port, args.index_dir, args.auth, library_dir=args.library)
+    _check_store(args.store)
+    serve(args.host, args.port, args.index_dir, args.auth, library_dir=args.library, store=args.store)
     return 0
 
 
@@ -244,17 +252,22 @@ def cmd_bench(args) -> int:
 
 
 def cmd_docs(args) -> int:
-    from pathlib import Path
+    from rag.pipeline import open_store
 
-    from rag import index as storage
-    from rag.config import default_index_dir
-
-    idx = storage.load(Path(args.index_dir) if args.index_dir else default_index_dir())
-    counts = idx.doc_chunk_counts()
-    for d, n in zip(idx.docs, counts):
-        row = {"source": d.doc_id, "title": d.title, "date": d.date, "chars": len(d.text), "passages": int(n)}
-        print(json.dumps(row, ensure_ascii=False) if args.json else f"{d.doc_id}\t{d.date or '-'}\t{n} passages\t{d.title or ''}")
+    _check_store(args.store)
+    for d in open_store(args.store, args.index_dir).catalog():
+        row = {"source": d.doc_id, "title": d.title, "date": d.date, "chars": d.chars, "passages": d.passages}
+        print(json.dumps(row, ensure_ascii=False) if args.json else
+              f"{d.doc_id}\t{d.date or '-'}\t{d.passages} passages\t{d.title or ''}")
     return 0
+
+
+def _check_store(spec: str | None) -> None:
+    """Reject a malformed --store before anything heavy is loaded."""
+    if spec not in (None, "", "local"):
+        from rag.store.milvus import parse
+
+        parse(spec)
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -53,20 +53,28 @@ class BuildReport:
 def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | None = None,
           embedder: Embedder | None = None, chunk_settings: ChunkSettings = ChunkSettings(),
           rebuild: bool = False, lock_timeout: float = 0.0, documents: list[Document] | None = None,
-          remove: Sequence[str] = (), include_removed: bool = False) -> BuildReport:
-    """Index ``paths`` (or ready ``documents``) into ``index_dir``, re-embedding only what changed.
+          remove: Sequence[str] = (), include_removed: bool = False, store: str | None = None,
+          unexclude: Sequence[str] = ()) -> BuildReport:
+    """Index ``paths`` (or ready ``documents``) into ``index_dir``, or into the Milvus store ``store``
+    names (see open_store), re-embedding only what changed.
 
     With no paths, re-indexes the sources recorded in the current index, else ``seeds/``. Files removed
-    in the chat page (``remove``: their paths) stay out until ``include_removed`` brings them back.
+    in the chat page (``remove``: their paths) stay out until ``include_removed`` brings them all back,
+    or ``unexclude`` (paths) some of them.
 
     Raises:
         PathNotFound, NoDocuments: nothing to index.
-        IndexLocked: another build is writing the same index.
+        IndexLocked: another build is writing the same index (or, from this machine, the same store).
+        StoreUnreachable: a Milvus store that does not answer.
     """
     t0 = time.perf_counter()
     index_dir = Path(index_dir) if index_dir else default_index_dir()
     real = embedder is None
     embedder = embedder or default_embedder(index_dir)
+    if store not in (None, "", "local"):
+        with storage.BuildLock(index_dir, timeout=lock_timeout):
+            return _build_milvus(store, paths, embedder, chunk_settings, rebuild, documents, remove, include_removed, t0,
+                                 unexclude)
     with storage.BuildLock(index_dir, timeout=lock_timeout):
         storage.collect_garbage(index_dir)
         old_manifest = _manifest_or_none(index_dir)
@@ -83,8 +91,8 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         if counts and max(counts.values()) > 1:
             raise DuplicateDocumentId(*counts.most_common(1)[0])
         excluded = set() if include_removed else storage.read_excluded(index_dir)
-        excluded |= {str(Path(p).resolve()) for p in remove}
-        if include_removed or remove:
+        excluded = (excluded - {str(Path(p).resolve()) for p in unexclude}) | {str(Path(p).resolve()) for p in remove}
+        if include_removed or remove or unexclude:
             storage.write_excluded(index_dir, excluded)
         kept = [d for d in docs if not (d.path and str(Path(d.path).resolve()) in excluded)]
         if not kept and docs:
@@ -118,6 +126,76 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
             ensure_onnx(index_dir, report.warnings.append)  # queries then start without torch (see OnnxEmbedder)
         report.seconds = time.perf_counter() - t0
         return report
+
+
+def _build_milvus(spec: str, paths, embedder: Embedder, cs: ChunkSettings, rebuild: bool,
+                  documents: list[Document] | None, remove: Sequence[str], include_removed: bool, t0: float,
+                  unexclude: Sequence[str]) -> BuildReport:
+    """build() into a Milvus store: only documents whose version (text, splitting and model) the store
+    does not hold yet are split, embedded and written; the store keeps the others."""
+    from rag.config import FORMAT_VERSION
+    from rag.store.milvus import MilvusStore
+
+    st = MilvusStore(spec)
+    old = st.manifest()
+    wanted = {"format_version": FORMAT_VERSION, "model": {"id": embedder.model_id, "dim": embedder.dim},
+              "chunker": cs.to_dict(), "tokenizer": TOKENIZER_VERSION, "splitter": storage.SPLITTER_VERSION}
+    if rebuild or not old or any(old.get(k) != v for k, v in wanted.items()):
+        st.create(embedder.dim)
+        st.refresh()
+        old = {}
+    if documents is None:
+        paths = paths or old.get("sources") or ["seeds"]
+        sources = [str(Path(p).resolve()) for p in paths]
+        got = ingest(list(paths))
+        docs, warnings = got.documents, got.warnings
+    else:
+        sources, docs, warnings = [], documents, []
+    counts = Counter(d.doc_id for d in docs)
+    if counts and max(counts.values()) > 1:
+        raise DuplicateDocumentId(*counts.most_common(1)[0])
+    excluded = set() if include_removed else set(old.get("excluded") or [])
+    excluded = (excluded - {str(Path(p).resolve()) for p in unexclude}) | {str(Path(p).resolve()) for p in remove}
+    kept = [d for d in docs if not (d.path and str(Path(d.path).resolve()) in excluded)]
+    if not kept and docs:
+        raise NoDocuments([str(p) for p in (paths or [])])
+    report = BuildReport(index_dir=Path(spec), warnings=warnings, documents=len(kept), excluded=len(docs) - len(kept))
+    versions = {d.doc_id: hashlib.sha256(f"{split_key(d, cs)}|{embedder.model_id}".encode()).hexdigest()[:32] for d in kept}
+    stored = st.versions()
+    report.added = sorted(set(versions) - set(stored))
+    report.removed = sorted(set(stored) - set(versions))
+    report.changed = sorted(d for d in versions if d in stored and stored[d] != versions[d])
+    todo = [d for d in kept if stored.get(d.doc_id) != versions[d.doc_id]]
+    report.reused = len(kept) - len(todo)
+    manifest = {**wanted, "sources": sources, "excluded": sorted(excluded), "store": "milvus"}
+    if not todo and not report.removed and old.get("sources") == sources and sorted(old.get("excluded") or []) == sorted(excluded):
+        report.up_to_date = True
+    else:
+        data = _assemble(todo, embedder, cs, {}, report)
+        st.write(data, versions, manifest)
+    report.chunks = len(st)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def library_state(index_dir: str | Path | None = None, store: str | None = None) -> dict:
+    """What a library holds, for the page's library: {"sources": folders indexed, "documents": doc_id ->
+    {"sha256", "path"}, "excluded": paths removed in the page}.
+
+    Raises:
+        IndexNotFound, IndexCorrupt, StoreUnreachable
+    """
+    if store in (None, "", "local"):
+        index_dir = Path(index_dir) if index_dir else default_index_dir()
+        manifest = storage.read_manifest(index_dir)[1]
+        return {"sources": list(manifest.get("sources") or []), "documents": dict(manifest.get("documents") or {}),
+                "excluded": storage.read_excluded(index_dir)}
+    from rag.store.milvus import MilvusStore
+
+    st = MilvusStore(store)
+    m = st.manifest()
+    return {"sources": list(m.get("sources") or []), "excluded": set(m.get("excluded") or []),
+            "documents": {i.doc_id: {"sha256": i.sha256, "path": i.path} for i in st.catalog()}}
 
 
 def _where(store) -> str:

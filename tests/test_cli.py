@@ -95,9 +95,9 @@ def mini_cli(tmp_path, monkeypatch):
     load = Assistant.load.__func__
     seen = []
 
-    def with_fake(cls, index_dir=None, embedder=None, settings=None):
+    def with_fake(cls, index_dir=None, embedder=None, settings=None, store=None):
         seen.append(settings)
-        return load(cls, index_dir, embedder or KeywordEmbedder(), settings)
+        return load(cls, index_dir, embedder or KeywordEmbedder(), settings, store=store)
 
     monkeypatch.setattr(Assistant, "load", classmethod(with_fake))
     return str(tmp_path / "idx"), seen

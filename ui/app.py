@@ -43,19 +43,20 @@ def parse_auth(value: str | None) -> tuple[str, str] | None:
 class Holder:
     """The live Assistant, swapped whole after the library changes; readers never see half an index."""
 
-    def __init__(self, index_dir: Path, embedder=None, model=None):
+    def __init__(self, index_dir: Path, embedder=None, model=None, store: str | None = None):
         from rag.pipeline import Assistant
 
         self.index_dir = index_dir
+        self.store = store  # None: the local index at index_dir; else a Milvus store spec
         self._lock = threading.Lock()
         self.model = model  # None: the shipped answer model
-        self.assistant = Assistant.load(index_dir, embedder=embedder, model=model)
+        self.assistant = Assistant.load(index_dir, embedder=embedder, model=model, store=store)
         self.embedder = self.assistant.embedder  # reloads reuse the loaded model
 
     def reload(self) -> None:
         from rag.pipeline import Assistant
 
-        fresh = Assistant.load(self.index_dir, embedder=self.embedder, model=self.model)
+        fresh = Assistant.load(self.index_dir, embedder=self.embedder, model=self.model, store=self.store)
         with self._lock:
             self.assistant = fresh
 
@@ -144,14 +145,15 @@ PAGE_JS = r"""
 """
 
 
-def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | None = None, model=None):
-    """The page over the index at ``index_dir``; ``embedder`` and ``model`` (the answer model) default
-    to the real ones."""
+def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | None = None, model=None,
+              store: str | None = None):
+    """The page over the index at ``index_dir`` (or the Milvus store ``store`` names); ``embedder`` and
+    ``model`` (the answer model) default to the real ones."""
     import gradio as gr
 
-    holder = Holder(Path(index_dir), embedder, model)
+    holder = Holder(Path(index_dir), embedder, model, store)
     lib = library.Library(Path(index_dir), Path(library_dir) if library_dir else Path(index_dir).parent / "library",
-                          holder.embedder)
+                          holder.embedder, store)
 
     def doc_choices(store) -> list[tuple[str, str]]:
         return [(render.doc_label(d.doc_id, d.title), d.doc_id) for d in store.catalog()]
@@ -330,7 +332,7 @@ def launch_options() -> dict:
 
 
 def serve(host: str = "127.0.0.1", port: int = 7860, index_dir: str | Path | None = None, auth: str | None = None,
-          embedder=None, library_dir: str | Path | None = None) -> None:
+          embedder=None, library_dir: str | Path | None = None, store: str | None = None) -> None:
     """Serve the chat. Binding beyond loopback requires ``auth`` ("user:password").
 
     Raises:
@@ -342,6 +344,6 @@ def serve(host: str = "127.0.0.1", port: int = 7860, index_dir: str | Path | Non
     if not is_loopback(host) and credentials is None:
         raise RagError(f"Refusing to serve on {host} without authentication: add --auth user:password (or set RAG_AUTH), "
                        "or bind to 127.0.0.1")
-    demo = build_app(Path(index_dir) if index_dir else default_index_dir(), embedder, library_dir)
+    demo = build_app(Path(index_dir) if index_dir else default_index_dir(), embedder, library_dir, store=store)
     print(f"Serving the chat on http://{host}:{port}", flush=True)
     demo.launch(server_name=host, server_port=port, auth=credentials, **launch_options())

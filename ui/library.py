@@ -135,8 +135,9 @@ def _describe(error: BaseException) -> str:
 
 
 class Library:
-    def __init__(self, index_dir: Path, library_dir: Path, embedder=None):
+    def __init__(self, index_dir: Path, library_dir: Path, embedder=None, store: str | None = None):
         self.index_dir = Path(index_dir)
+        self.store = store  # None: the local index at index_dir; else a Milvus store spec
         self.library_dir = Path(library_dir)
         self.embedder = embedder
         # One change at a time: a failed change is undone before the next one starts.
@@ -175,9 +176,9 @@ class Library:
                 if f.is_file():
                     title = _title_of(f)
                     out.append(Removed(f"library:{f.name}", f"{title} — {f.name}" if title else f.name))
-        from rag.index import read_excluded
+        from rag.pipeline import library_state
 
-        for path in sorted(read_excluded(self.index_dir)):
+        for path in sorted(library_state(self.index_dir, self.store)["excluded"]):
             p = Path(path)
             if p.is_file():
                 title = _title_of(p)
@@ -196,18 +197,12 @@ class Library:
             if key not in {r.key for r in self.removed()}:
                 raise RagError("That document is no longer among the removed ones; reload the page to see the list")
             if kind == "source":
-                from rag import index as storage
-
-                with storage.BuildLock(self.index_dir, timeout=300):
-                    storage.write_excluded(self.index_dir, storage.read_excluded(self.index_dir) - {what})
                 try:
-                    self._build()
+                    self._build(unexclude=[what])
                     if after is not None:
                         after()
                 except Exception as e:
-                    with storage.BuildLock(self.index_dir, timeout=300):
-                        storage.write_excluded(self.index_dir, storage.read_excluded(self.index_dir) | {what})
-                    raise self._failed(f"restore {Path(what).name}", "indexing", e, self._restore(),
+                    raise self._failed(f"restore {Path(what).name}", "indexing", e, self._rebuild(remove=[what]),
                                        "It is still removed") from None
                 return f"Restored {Path(what).name}."
             kept = self.library_dir / REMOVED_DIR / what
@@ -223,29 +218,31 @@ class Library:
             return f"Restored {target.name}."
 
     def sources(self) -> list[str]:
-        from rag.index import read_manifest
+        from rag.pipeline import library_state
 
-        _, manifest = read_manifest(self.index_dir)
-        sources = list(manifest.get("sources") or [])
+        sources = library_state(self.index_dir, self.store)["sources"]
         self.library_dir.mkdir(parents=True, exist_ok=True)
         lib = str(self.library_dir.resolve())
         return sources if lib in sources else [*sources, lib]
 
     def _indexed(self) -> dict[str, dict]:
         """doc_id -> {"sha256", "path"} of what the index holds now."""
-        from rag.index import read_manifest
+        from rag.pipeline import library_state
 
-        return dict(read_manifest(self.index_dir)[1].get("documents") or {})
+        return library_state(self.index_dir, self.store)["documents"]
 
     def _build(self, **kwargs):
         from rag.pipeline import build
 
-        return build(self.sources(), self.index_dir, embedder=self.embedder, lock_timeout=300, **kwargs)
+        return build(self.sources(), self.index_dir, embedder=self.embedder, lock_timeout=300, store=self.store, **kwargs)
 
     def _restore(self) -> BaseException | None:
         """Re-index what the folders hold now (the change undone); the error if that failed too."""
+        return self._rebuild()
+
+    def _rebuild(self, **kwargs) -> BaseException | None:
         try:
-            self._build()
+            self._build(**kwargs)
         except Exception as e:
             return e
         return None
@@ -377,12 +374,4 @@ class Library:
 
     def _unexclude(self, path: Path | None) -> BaseException | None:
         """Undo a removal of a file outside the library: take it off the exclusion list, re-index."""
-        from rag import index as storage
-
-        try:
-            if path is not None:
-                with storage.BuildLock(self.index_dir, timeout=300):
-                    storage.write_excluded(self.index_dir, storage.read_excluded(self.index_dir) - {str(path)})
-        except Exception as e:
-            return e
-        return self._restore()
+        return self._rebuild(unexclude=[str(path)] if path is not None else [])

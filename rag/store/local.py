@@ -73,8 +73,10 @@ class LocalStore:
         k = min(k, len(self.index))
         if k <= 0:
             return []
-        scores, rows = self.index.faiss.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
-        return [(int(r), float(v)) for r, v in zip(rows[0], scores[0]) if r >= 0]
+        scores, rows = self.index.faiss.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), min(k + 16, len(self.index)))
+        # Ties in reading order (rows are by document, then position), as every store breaks them.
+        found = sorted(((int(r), float(v)) for r, v in zip(rows[0], scores[0]) if r >= 0), key=lambda x: (-x[1], x[0]))
+        return found[:k]
 
     def sparse(self, terms: Sequence[str], k: int) -> Ranked:
         known = [t for t in terms if t in self.index.bm25.vocab_dict]
