@@ -78,20 +78,9 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
     with storage.BuildLock(index_dir, timeout=lock_timeout):
         storage.collect_garbage(index_dir)
         old_manifest = _manifest_or_none(index_dir)
-        if documents is None:
-            if not paths:
-                paths = (old_manifest or {}).get("sources") or ["seeds"]
-            sources = [str(Path(p).resolve()) for p in paths]
-            got = ingest(list(paths), keep=(old_manifest or {}).get("documents", {}))
-            docs, warnings = got.documents, got.warnings
-        else:
-            sources, docs, warnings = [], documents, []
-        # Two documents under one id would resolve each other's citations against the wrong text.
-        counts = Counter(d.doc_id for d in docs)
-        if counts and max(counts.values()) > 1:
-            raise DuplicateDocumentId(*counts.most_common(1)[0])
-        excluded = set() if include_removed else storage.read_excluded(index_dir)
-        excluded = (excluded - {str(Path(p).resolve()) for p in unexclude}) | {str(Path(p).resolve()) for p in remove}
+        old = old_manifest or {}
+        paths, sources, docs, warnings = _gather(paths, documents, old.get("sources"), old.get("documents", {}))
+        excluded = _excluded(set() if include_removed else storage.read_excluded(index_dir), remove, unexclude)
         if include_removed or remove or unexclude:
             storage.write_excluded(index_dir, excluded)
         kept = [d for d in docs if not (d.path and str(Path(d.path).resolve()) in excluded)]
@@ -128,6 +117,31 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         return report
 
 
+def _gather(paths, documents: list[Document] | None, old_sources, indexed: dict):
+    """(paths, sources, documents, warnings) of a build: ``documents`` as given, or what ``paths``
+    (default: the sources indexed before, else seeds/) hold; of two copies, the ``indexed`` one stays.
+
+    Raises:
+        PathNotFound, DuplicateDocumentId
+    """
+    if documents is None:
+        paths = paths or old_sources or ["seeds"]
+        got = ingest(list(paths), keep=indexed)
+        sources, docs, warnings = [str(Path(p).resolve()) for p in paths], got.documents, got.warnings
+    else:
+        sources, docs, warnings = [], documents, []
+    # Two documents under one id would resolve each other's citations against the wrong text.
+    counts = Counter(d.doc_id for d in docs)
+    if counts and max(counts.values()) > 1:
+        raise DuplicateDocumentId(*counts.most_common(1)[0])
+    return paths, sources, docs, warnings
+
+
+def _excluded(before: set[str], remove: Sequence[str], unexclude: Sequence[str]) -> set[str]:
+    """The paths removed in the page after this build: ``before`` without ``unexclude``, with ``remove``."""
+    return (before - {str(Path(p).resolve()) for p in unexclude}) | {str(Path(p).resolve()) for p in remove}
+
+
 def _build_milvus(spec: str, paths, embedder: Embedder, cs: ChunkSettings, rebuild: bool,
                   documents: list[Document] | None, remove: Sequence[str], include_removed: bool, t0: float,
                   unexclude: Sequence[str]) -> BuildReport:
@@ -144,18 +158,9 @@ def _build_milvus(spec: str, paths, embedder: Embedder, cs: ChunkSettings, rebui
         st.create(embedder.dim)
         st.refresh()
         old = {}
-    if documents is None:
-        paths = paths or old.get("sources") or ["seeds"]
-        sources = [str(Path(p).resolve()) for p in paths]
-        got = ingest(list(paths))
-        docs, warnings = got.documents, got.warnings
-    else:
-        sources, docs, warnings = [], documents, []
-    counts = Counter(d.doc_id for d in docs)
-    if counts and max(counts.values()) > 1:
-        raise DuplicateDocumentId(*counts.most_common(1)[0])
-    excluded = set() if include_removed else set(old.get("excluded") or [])
-    excluded = (excluded - {str(Path(p).resolve()) for p in unexclude}) | {str(Path(p).resolve()) for p in remove}
+    paths, sources, docs, warnings = _gather(paths, documents, old.get("sources"),
+                                             {i.doc_id: {"sha256": i.sha256} for i in st.catalog()})
+    excluded = _excluded(set() if include_removed else set(old.get("excluded") or []), remove, unexclude)
     kept = [d for d in docs if not (d.path and str(Path(d.path).resolve()) in excluded)]
     if not kept and docs:
         raise NoDocuments([str(p) for p in (paths or [])])
