@@ -101,14 +101,15 @@ def cmd_index(args) -> int:
               "`rag index --include-removed` brings them back", file=sys.stderr)
     if args.quiet:
         return 0
-    where = report.index_dir
+    where = args.store if args.store not in (None, "", "local") else report.index_dir
     if report.up_to_date:
         print(f"Index at {where} is up to date: {report.documents} documents, {report.chunks} passages.")
     else:
         print(f"Indexed {report.documents} documents into {report.chunks} passages at {where} "
               f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed, "
               f"{report.reused} unchanged) in {report.seconds:.1f} s.")
-    print('Ask with: rag ask "your question"' + (f" --index-dir {args.index_dir}" if args.index_dir else ""))
+    print('Ask with: rag ask "your question"' + (f" --index-dir {args.index_dir}" if args.index_dir else "")
+          + (f" --store {args.store}" if args.store not in (None, "", "local") else ""))
     return 0
 
 

@@ -147,10 +147,20 @@ def _build_milvus(spec: str, paths, embedder: Embedder, cs: ChunkSettings, rebui
                   unexclude: Sequence[str]) -> BuildReport:
     """build() into a Milvus store: only documents whose version (text, splitting and model) the store
     does not hold yet are split, embedded and written; the store keeps the others."""
-    from rag.config import FORMAT_VERSION
     from rag.store.milvus import MilvusStore
 
     st = MilvusStore(spec)
+    try:
+        return _fill_milvus(st, spec, paths, embedder, cs, rebuild, documents, remove, include_removed, t0, unexclude)
+    finally:
+        st.close()
+
+
+def _fill_milvus(st, spec: str, paths, embedder: Embedder, cs: ChunkSettings, rebuild: bool,
+                 documents: list[Document] | None, remove: Sequence[str], include_removed: bool, t0: float,
+                 unexclude: Sequence[str]) -> BuildReport:
+    from rag.config import FORMAT_VERSION
+
     old = st.manifest()
     wanted = {"format_version": FORMAT_VERSION, "model": {"id": embedder.model_id, "dim": embedder.dim},
               "chunker": cs.to_dict(), "tokenizer": TOKENIZER_VERSION, "splitter": storage.SPLITTER_VERSION}
@@ -198,9 +208,12 @@ def library_state(index_dir: str | Path | None = None, store: str | None = None)
     from rag.store.milvus import MilvusStore
 
     st = MilvusStore(store)
-    m = st.manifest()
-    return {"sources": list(m.get("sources") or []), "excluded": set(m.get("excluded") or []),
-            "documents": {i.doc_id: {"sha256": i.sha256, "path": i.path} for i in st.catalog()}}
+    try:
+        m = st.manifest()
+        return {"sources": list(m.get("sources") or []), "excluded": set(m.get("excluded") or []),
+                "documents": {i.doc_id: {"sha256": i.sha256, "path": i.path} for i in st.catalog()}}
+    finally:
+        st.close()
 
 
 def _where(store) -> str:

@@ -2,6 +2,7 @@
 must give the same answers, citations, catalog and texts, and change the same way."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -141,8 +142,9 @@ def test_a_store_embedded_by_another_model_is_refused(lib):
 # ------------------------------------------------------------------------------------------ Milvus errors
 
 def rag_cli(*args: str, tmp_path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "RAG_STORE"}
     return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "RAG_INDEX_DIR": str(tmp_path / "default"), "HF_HUB_OFFLINE": "1"})
+                          env={**env, "RAG_INDEX_DIR": str(tmp_path / "default"), "HF_HUB_OFFLINE": "1"})
 
 
 @pytest.mark.parametrize("spec, line", [
@@ -158,3 +160,30 @@ def test_a_bad_store_is_one_line_and_exit_2(tmp_path, spec, line):
     out = rag_cli("ask", "Where is it?", "--store", spec, tmp_path=tmp_path)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.startswith(line) and out.stderr.count("\n") == 1
+
+
+def test_another_process_reads_the_milvus_store(tmp_path):
+    """A store one process writes and a new process reads (milvus-lite serves one process at a time,
+    so the writer has ended, as a `rag index` run would have)."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(MINI, corpus)
+    spec = f"milvus-lite:{tmp_path / 'milvus.db'}"
+    write = ("import sys; sys.path.insert(0, sys.argv[1]); from fakes import KeywordEmbedder; "
+             "from rag.pipeline import build; build([sys.argv[2]], sys.argv[3], embedder=KeywordEmbedder(), store=sys.argv[4])")
+    subprocess.run([sys.executable, "-c", write, str(MINI.parents[1]), str(corpus), str(tmp_path / "idx"), spec],
+                   check=True, timeout=120, capture_output=True)
+    out = rag_cli("docs", "--store", spec, tmp_path=tmp_path)
+    assert (out.returncode, out.stderr) == (0, "")
+    assert out.stdout.splitlines() == [
+        "alpha.txt\t2021-03-03\t2 passages\tZephyr Dynamics opens a turbine plant in Lakeview",
+        "beta.md\t-\t2 passages\tCrumb and Co bakes sourdough for Harbor City",
+        "sub/gamma.txt\t2022-08-15\t3 passages\tGlacier station records record melt"]
+    # while one process holds the file, another is told why it cannot open it
+    from rag.store.milvus import MilvusStore
+
+    held = MilvusStore(spec)
+    out = rag_cli("docs", "--store", spec, tmp_path=tmp_path)
+    assert out.returncode == 2 and out.stderr == (
+        f"rag: Cannot reach the Milvus store at {spec} (another process has this milvus-lite file open; milvus-lite "
+        "serves one process at a time): start Milvus there, or check --store / RAG_STORE\n")
+    held.close()

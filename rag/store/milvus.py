@@ -94,11 +94,39 @@ def _connect(uri: str, where: str):
 
         Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
         # milvus-lite serves pymilvus in this process and logs every call it lacks (the iterator asks
-        # for a timestamp, then falls back) as a server error.
+        # for a timestamp, then falls back) as a server error, and a failed start with a traceback;
+        # the store reports failures itself, in one line.
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)
         return MilvusClient(uri)
     except Exception as e:  # pymilvus raises its own and grpc's errors
-        raise StoreUnreachable(where, " ".join(str(e).split())[:200]) from None
+        problem = " ".join(str(e).split())[:200]
+        if not uri.startswith("http") and _locked_elsewhere(uri):
+            # several processes need a Milvus server
+            problem = "another process has this milvus-lite file open; milvus-lite serves one process at a time"
+        raise StoreUnreachable(where, problem) from None
+
+
+def _locked_elsewhere(path: str) -> bool:
+    """Whether another process holds milvus-lite's lock on the data directory ``path``."""
+    import fcntl
+    import os
+
+    from milvus_lite.db import LOCK_FILENAME
+
+    lock = os.path.join(os.path.abspath(path), LOCK_FILENAME)
+    if not os.path.exists(lock):
+        return False
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 class MilvusStore:
@@ -129,6 +157,11 @@ class MilvusStore:
             self._manifest, self._infos, self._versions = {}, {}, {}
             self._stamp = None
             return
+        try:  # a collection starts "released" in a new process: searches need it loaded
+            for suffix in SUFFIXES:
+                self.client.load_collection(self._c(suffix))
+        except Exception as e:
+            raise StoreUnreachable(self.spec, " ".join(str(e).split())[:200]) from None
         rows = self.client.get(self._c("meta"), ids=["manifest"], output_fields=["value"])
         manifest = json.loads(rows[0]["value"]) if rows else {}
         docs = self._all("documents", 'doc_id != ""', ["doc_id", "version", "info"])
@@ -168,6 +201,13 @@ class MilvusStore:
 
     def refresh(self) -> None:
         self._load()
+
+    def close(self) -> None:
+        """Release the connection (for milvus-lite, the file, so another process can open it)."""
+        try:
+            self.client.close()
+        except Exception:  # already closed, or the engine went away: nothing left to release
+            pass
 
     def check(self, model_id: str | None = None) -> "MilvusStore":
         """Raises StoreMissing or StoreMismatch unless the store holds a library this code can read

@@ -77,7 +77,7 @@ def test_without_chromium_the_browser_test_is_skipped_with_one_line(ci):
     assert code == 0, out
     assert re.search(r"^=+ 1 skipped in [\d.]+s =+$", out, re.M), out
     said = [line for line in out.splitlines() if "Chromium" in line]
-    assert len(said) == 1 and re.fullmatch(r"SKIPPED \[1\] tests/integration/test_browser\.py:\d+: (.*)", said[0]).group(1) \
+    assert len(said) == 1 and re.fullmatch(r"SKIPPED \[1\] tests/browser\.py:\d+: (.*)", said[0]).group(1) \
         == f"browser test skipped: {LINE}"
 
 
