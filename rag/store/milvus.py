@@ -82,6 +82,11 @@ def _quote(value: str) -> str:
 
 
 def _connect(uri: str, where: str):
+    import os
+
+    # grpc's C core prints keep-alive chatter from long sessions with milvus-lite on stderr; failures
+    # still reach us as exceptions.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from pymilvus import MilvusClient
 
     # After the import, which configures pymilvus's logging: its iterator warns on every use with milvus-lite.
