@@ -75,3 +75,18 @@ class DuplicateDocumentId(RagError):
     def __init__(self, doc_id: str, count: int) -> None:
         super().__init__(f"{count} documents share the id {doc_id!r}: give each document its own name "
                          "(for a question set, a distinct title or document_id per article)")
+
+
+class StoreUnreachable(RagError):
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"Cannot reach the Milvus store at {where} ({problem}): start Milvus there, or check --store / RAG_STORE")
+
+
+class StoreMissing(RagError):
+    def __init__(self, where: str) -> None:
+        super().__init__(f"No library in the Milvus store {where}: build one with `rag index seeds/ --store {where}`")
+
+
+class StoreMismatch(RagError):
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"The Milvus store {where} holds a library {problem}: rebuild it with `rag index --rebuild --store {where}`")

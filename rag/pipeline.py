@@ -23,7 +23,7 @@ from rag import index as storage
 from rag.answer import AnswerModel, ExtractiveAnswerer
 from rag.config import ChunkSettings, Settings, default_index_dir, whole_number
 from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, ensure_onnx
-from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments, RagError
+from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments
 from rag.ingest import ingest
 from rag.retrieve import HybridRetriever
 from rag.store.local import LocalStore
@@ -413,11 +413,6 @@ class Assistant:
     def outdated(self) -> bool:
         """True when the library has moved on since this assistant loaded it (another process or page
         changed it): load it again to see the change."""
-        if isinstance(self.store, LocalStore):
-            try:
-                return storage.current_generation(self.store.directory.parent) != self.store.directory
-            except RagError:  # gone or damaged meanwhile: keep answering from what is loaded
-                return False
         return self.store.outdated()
 
     def ask(self, question: str, history: Sequence[str] | None = None, k: int | None = None) -> Answer:

@@ -96,5 +96,8 @@ class Store(Protocol):
     def manifest(self) -> dict:
         """What the store records about itself: model, chunker, tokenizer, splitter, sources, counts."""
 
+    def outdated(self) -> bool:
+        """True when another process or page changed the library since this store read it."""
+
     def health(self) -> dict:
         """{"ok": bool, "store": kind, ...} without raising: for /health and `rag docs`."""

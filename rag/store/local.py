@@ -91,6 +91,16 @@ class LocalStore:
     def manifest(self) -> dict:
         return self.index.manifest
 
+    def outdated(self) -> bool:
+        """True when a build has swapped in a newer generation since this one was loaded."""
+        from rag.errors import RagError
+        from rag.index import current_generation
+
+        try:
+            return current_generation(self.index.directory.parent) != self.index.directory
+        except RagError:  # gone or damaged meanwhile: keep answering from what is loaded
+            return False
+
     def health(self) -> dict:
         return {"ok": True, "store": self.kind, "location": str(self.index.directory.parent),
                 "documents": len(self.index.docs), "passages": len(self.index)}

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.errors import RagError
+from rag.errors import RagError, StoreMismatch, StoreMissing, StoreUnreachable  # noqa: F401 (re-exported)
 from rag.store.base import DocInfo, Ranked, SentenceRecord
 from rag.types import Chunk, Document
 
@@ -34,21 +34,6 @@ DUMMY_DIM = 2  # Milvus needs a vector field in every collection; the catalog, t
 CACHE = 65_536  # sentences and passages remembered per store
 SUFFIXES = ("passages", "sentences", "texts", "documents", "meta")
 CONSISTENCY = "Strong"
-
-
-class StoreUnreachable(RagError):
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(f"Cannot reach the Milvus store at {where} ({problem}): start Milvus there, or check --store / RAG_STORE")
-
-
-class StoreMissing(RagError):
-    def __init__(self, where: str) -> None:
-        super().__init__(f"No library in the Milvus store {where}: build one with `rag index seeds/ --store {where}`")
-
-
-class StoreMismatch(RagError):
-    def __init__(self, where: str, problem: str) -> None:
-        super().__init__(f"The Milvus store {where} holds a library {problem}: rebuild it with `rag index --rebuild --store {where}`")
 
 
 def parse(spec: str) -> tuple[str, str]:
@@ -181,7 +166,7 @@ class MilvusStore:
             self._stamp = manifest.get("stamp")
             self._sentences: dict[int, SentenceRecord] = {}
             self._passages: dict[int, tuple[Chunk, tuple[int, ...]]] = {}
-            self._idf: dict[str, float] = {}
+            self._df_cache: dict[str, int] = {}  # term -> passages holding it
 
     def _all(self, suffix: str, expr: str, fields: list[str]) -> list[dict]:
         """Every row matching ``expr``, read in batches (a plain query stops at 16,384 rows)."""
@@ -334,16 +319,19 @@ class MilvusStore:
         return np.array([by_id[i] for i in ids], dtype=np.float32)
 
     def idf(self, term: str) -> float:
-        got = self._idf.get(term)
-        if got is None:
-            n = len(self)
-            df = float(self._count(f"TEXT_MATCH(terms, {_quote(term)})")) if term.strip() else 0.0
-            got = float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
-            self._remember(self._idf, term, got)
-        return got
+        n, df = len(self), float(self._df(term))
+        return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
 
     def knows(self, term: str) -> bool:
-        return bool(term.strip()) and self._count(f"TEXT_MATCH(terms, {_quote(term)})") > 0
+        return self._df(term) > 0
+
+    def _df(self, term: str) -> int:
+        """Passages holding ``term``: one count per term, remembered (a question asks idf and knows of each)."""
+        got = self._df_cache.get(term)
+        if got is None:
+            got = self._count(f"TEXT_MATCH(terms, {_quote(term)})") if term.strip() else 0
+            self._remember(self._df_cache, term, got)
+        return got
 
     def _count(self, expr: str) -> int:
         rows = self.client.query(self._c("passages"), filter=expr, output_fields=["count(*)"],
