@@ -12,12 +12,19 @@ from rag.errors import BadSetting
 
 FORMAT_VERSION = 1
 DEFAULT_INDEX_DIR = ".rag/index"
+DEFAULT_CACHE_DIR = ".rag/cache"
 FUSIONS = ("rrf", "score", "dense", "bm25")
 
 
 def default_index_dir() -> Path:
     """``$RAG_INDEX_DIR`` if set, else ``.rag/index`` under the current directory."""
     return Path(os.environ.get("RAG_INDEX_DIR") or DEFAULT_INDEX_DIR)
+
+
+def default_cache_dir() -> Path:
+    """``$RAG_CACHE_DIR`` if set, else ``.rag/cache`` under the current directory: where the model's
+    ONNX export is kept, once per model fingerprint, for every index."""
+    return Path(os.environ.get("RAG_CACHE_DIR") or DEFAULT_CACHE_DIR)
 
 
 @dataclass(frozen=True)

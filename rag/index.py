@@ -65,6 +65,7 @@ class IndexData:
     sources: list[str]  # the paths that were indexed
     embed_keys: tuple[str, ...] = ()  # per document: hash of exactly the texts embedded for it (see previous_vectors)
     split_keys: tuple[str, ...] = ()  # per document: hash of what its rows and terms are made from (see previous_splits)
+    model_fingerprint: str | None = None  # the embedder's rag.embed.model_fingerprint, when it has one
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,7 @@ def write(index_dir: Path, data: IndexData) -> Path:
     manifest = {
         "format_version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": {"id": data.model_id, "dim": data.dim},
+        "model": {"id": data.model_id, "dim": data.dim, **({"fingerprint": data.model_fingerprint} if data.model_fingerprint else {})},
         "chunker": data.chunk_settings.to_dict(),
         "tokenizer": TOKENIZER_VERSION,
         "splitter": SPLITTER_VERSION,

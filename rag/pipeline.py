@@ -21,8 +21,8 @@ import numpy as np
 from rag import chunk as chunking
 from rag import index as storage
 from rag.answer import AnswerModel, ExtractiveAnswerer
-from rag.config import ChunkSettings, Settings, default_index_dir, whole_number
-from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, ensure_onnx
+from rag.config import ChunkSettings, Settings, default_cache_dir, default_index_dir, whole_number
+from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, indexing_embedder
 from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments, RagError
 from rag.ingest import ingest
 from rag.retrieve import HybridRetriever
@@ -69,12 +69,14 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
     """
     t0 = time.perf_counter()
     index_dir = Path(index_dir) if index_dir else default_index_dir()
-    real = embedder is None
-    embedder = embedder or default_embedder(index_dir)
+    export_warnings: list[str] = []  # the ONNX export failed: the build embeds with sentence-transformers
+    embedder = embedder or indexing_embedder(default_cache_dir(), export_warnings.append)
     if store not in (None, "", "local"):
         with storage.BuildLock(index_dir, timeout=lock_timeout):
-            return _build_milvus(store, paths, embedder, chunk_settings, rebuild, documents, remove, include_removed, t0,
-                                 unexclude)
+            report = _build_milvus(store, paths, embedder, chunk_settings, rebuild, documents, remove, include_removed, t0,
+                                   unexclude)
+        report.warnings += export_warnings
+        return report
     with storage.BuildLock(index_dir, timeout=lock_timeout):
         storage.collect_garbage(index_dir)
         old_manifest = _manifest_or_none(index_dir)
@@ -100,19 +102,18 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
                 and old_manifest.get("sources") == sources:
             report.up_to_date = True
             report.chunks = old_manifest["counts"]["chunks"]
-            if real:
-                ensure_onnx(index_dir, report.warnings.append)
+            report.warnings += export_warnings
             report.seconds = time.perf_counter() - t0
             return report
 
         reuse = {} if rebuild else storage.previous_vectors(index_dir, embedder.model_id)
         previous = storage.NOTHING_PREVIOUS if rebuild else storage.previous_splits(index_dir)
         data = _assemble(docs, embedder, chunk_settings, reuse, report, previous)
-        data = storage.IndexData(**{**data.__dict__, "sources": sources})
+        data = storage.IndexData(**{**data.__dict__, "sources": sources,
+                                    "model_fingerprint": getattr(embedder, "fingerprint", None)})
         storage.write(index_dir, data)
         report.chunks = len(data.chunks)
-        if real:
-            ensure_onnx(index_dir, report.warnings.append)  # queries then start without torch (see OnnxEmbedder)
+        report.warnings += export_warnings
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -407,7 +408,8 @@ class Assistant:
         if embedder is None:
             if opened.model_id != SentenceTransformerEmbedder.model_id:
                 raise EmbedderMismatch(_where(opened), opened.model_id, SentenceTransformerEmbedder.model_id)
-            embedder = default_embedder(index_dir)
+            # The export of the model the index was embedded with: queries start without torch.
+            embedder = default_embedder(default_cache_dir(), opened.manifest().get("model", {}).get("fingerprint"))
         return cls(opened, embedder, settings or Settings(), model=model)
 
     def outdated(self) -> bool:
