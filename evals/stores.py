@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def compare(path: str, out: Path, limit: int | None = None) -> dict:
     from evals import formats, run
-    from rag.embed import default_embedder
+    from rag.config import default_cache_dir
+    from rag.embed import indexing_embedder
     from rag.pipeline import Assistant, build
 
     dataset = formats.load(path)
@@ -28,7 +29,7 @@ def compare(path: str, out: Path, limit: int | None = None) -> dict:
     spec = f"milvus-lite:{out / 'milvus.db'}"
     shutil.rmtree(local_dir, ignore_errors=True)
     shutil.rmtree(out / "milvus.db", ignore_errors=True)
-    embedder = default_embedder(local_dir)
+    embedder = indexing_embedder(default_cache_dir())  # one embedder for both stores: same vectors
     seconds = {}
     for name, store in (("local", None), ("milvus-lite", spec)):
         t0 = time.perf_counter()

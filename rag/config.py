@@ -20,6 +20,15 @@ def default_index_dir() -> Path:
     return Path(os.environ.get("RAG_INDEX_DIR") or DEFAULT_INDEX_DIR)
 
 
+def default_cache_dir() -> Path:
+    """Where the model's ONNX export is kept, once per model fingerprint, for every index of this user:
+    ``$RAG_CACHE_DIR`` if set, else ``rag/`` in ``$XDG_CACHE_HOME`` (default ``~/.cache``). Per user,
+    not per folder, so `rag ask` run from anywhere finds the export its index was built with."""
+    if os.environ.get("RAG_CACHE_DIR"):
+        return Path(os.environ["RAG_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rag"
+
+
 @dataclass(frozen=True)
 class ChunkSettings:
     """Index-time: changing any of these forces a re-embed."""

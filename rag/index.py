@@ -65,6 +65,7 @@ class IndexData:
     sources: list[str]  # the paths that were indexed
     embed_keys: tuple[str, ...] = ()  # per document: hash of exactly the texts embedded for it (see previous_vectors)
     split_keys: tuple[str, ...] = ()  # per document: hash of what its rows and terms are made from (see previous_splits)
+    model_fingerprint: str | None = None  # the embedder's rag.embed.model_fingerprint, when it has one
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,7 @@ def write(index_dir: Path, data: IndexData) -> Path:
     manifest = {
         "format_version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": {"id": data.model_id, "dim": data.dim},
+        "model": {"id": data.model_id, "dim": data.dim, **({"fingerprint": data.model_fingerprint} if data.model_fingerprint else {})},
         "chunker": data.chunk_settings.to_dict(),
         "tokenizer": TOKENIZER_VERSION,
         "splitter": SPLITTER_VERSION,
@@ -396,6 +397,8 @@ def collect_garbage(index_dir: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)  # older generations, never-live ones and .tmp leftovers
         elif old.name.endswith(".tmp") and old.is_file():
             old.unlink(missing_ok=True)  # CURRENT.tmp, excluded.json.tmp of a killed build
+        elif old.name == "models" and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)  # the ~90 MB ONNX copy indexes kept before the shared cache
 
 
 _GENERATION = re.compile(r"^gen-\d{6,}$")
@@ -657,9 +660,17 @@ def _doc_from_record(r: dict) -> Document:
                     blocks=tuple(Block(*b) for b in r.get("blocks", ())))
 
 
-def previous_vectors(index_dir: Path, model_id: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def same_files(manifest: dict, fingerprint: str | None) -> bool:
+    """False only when the index records a model fingerprint and ``fingerprint`` names other files
+    (an index from before fingerprints, or an embedder without one, is taken as the same model)."""
+    recorded = manifest.get("model", {}).get("fingerprint")
+    return not (recorded and fingerprint and recorded != fingerprint)
+
+
+def previous_vectors(index_dir: Path, model_id: str, fingerprint: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """embed key -> (chunk vectors, sentence vectors) of each document in the current generation, if
-    it was built by the same model; {} when there is nothing reusable.
+    it was built by the same model (and, when both are known, the same model files: ``fingerprint``);
+    {} when there is nothing reusable.
 
     The key hashes exactly the texts that were embedded for the document (passages with their title
     or heading, then sentences), so vectors are reused only where they would come out the same: a
@@ -669,7 +680,7 @@ def previous_vectors(index_dir: Path, model_id: str) -> dict[str, tuple[np.ndarr
         gen, manifest = read_manifest(index_dir)
     except (IndexNotFound, IndexCorrupt):
         return {}
-    if manifest["model"]["id"] != model_id:
+    if manifest["model"]["id"] != model_id or not same_files(manifest, fingerprint):
         return {}
     try:
         keys = [d.get("embedded") for d in manifest["documents"].values()]  # in row order

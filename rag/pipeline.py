@@ -21,9 +21,9 @@ import numpy as np
 from rag import chunk as chunking
 from rag import index as storage
 from rag.answer import AnswerModel, ExtractiveAnswerer
-from rag.config import ChunkSettings, Settings, default_index_dir, whole_number
-from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, ensure_onnx
-from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments
+from rag.config import ChunkSettings, Settings, default_cache_dir, default_index_dir, whole_number
+from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, indexing_embedder
+from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments, RagError
 from rag.ingest import ingest
 from rag.retrieve import HybridRetriever
 from rag.store.local import LocalStore
@@ -69,12 +69,14 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
     """
     t0 = time.perf_counter()
     index_dir = Path(index_dir) if index_dir else default_index_dir()
-    real = embedder is None
-    embedder = embedder or default_embedder(index_dir)
+    export_warnings: list[str] = []  # the ONNX export failed: the build embeds with sentence-transformers
+    embedder = embedder or indexing_embedder(default_cache_dir(), export_warnings.append)
     if store not in (None, "", "local"):
         with storage.BuildLock(index_dir, timeout=lock_timeout):
-            return _build_milvus(store, paths, embedder, chunk_settings, rebuild, documents, remove, include_removed, t0,
-                                 unexclude)
+            report = _build_milvus(store, paths, embedder, chunk_settings, rebuild, documents, remove, include_removed, t0,
+                                   unexclude)
+        report.warnings += export_warnings
+        return report
     with storage.BuildLock(index_dir, timeout=lock_timeout):
         storage.collect_garbage(index_dir)
         old_manifest = _manifest_or_none(index_dir)
@@ -95,24 +97,24 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         report.changed = sorted(i for i in new_ids if i in old_docs and old_docs[i]["sha256"] != new_ids[i])
         same_settings = old_manifest is not None and old_manifest["model"]["id"] == embedder.model_id \
             and old_manifest["chunker"] == chunk_settings.to_dict() and old_manifest.get("tokenizer") == TOKENIZER_VERSION \
-            and old_manifest.get("splitter") == storage.SPLITTER_VERSION
+            and old_manifest.get("splitter") == storage.SPLITTER_VERSION \
+            and storage.same_files(old_manifest, getattr(embedder, "fingerprint", None))
         if not rebuild and same_settings and not (report.added or report.removed or report.changed) \
                 and old_manifest.get("sources") == sources:
             report.up_to_date = True
             report.chunks = old_manifest["counts"]["chunks"]
-            if real:
-                ensure_onnx(index_dir, report.warnings.append)
+            report.warnings += export_warnings
             report.seconds = time.perf_counter() - t0
             return report
 
-        reuse = {} if rebuild else storage.previous_vectors(index_dir, embedder.model_id)
+        reuse = {} if rebuild else storage.previous_vectors(index_dir, embedder.model_id, getattr(embedder, "fingerprint", None))
         previous = storage.NOTHING_PREVIOUS if rebuild else storage.previous_splits(index_dir)
         data = _assemble(docs, embedder, chunk_settings, reuse, report, previous)
-        data = storage.IndexData(**{**data.__dict__, "sources": sources})
+        data = storage.IndexData(**{**data.__dict__, "sources": sources,
+                                    "model_fingerprint": getattr(embedder, "fingerprint", None)})
         storage.write(index_dir, data)
         report.chunks = len(data.chunks)
-        if real:
-            ensure_onnx(index_dir, report.warnings.append)  # queries then start without torch (see OnnxEmbedder)
+        report.warnings += export_warnings
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -164,7 +166,9 @@ def _fill_milvus(st, spec: str, paths, embedder: Embedder, cs: ChunkSettings, re
     old = st.manifest()
     wanted = {"format_version": FORMAT_VERSION, "model": {"id": embedder.model_id, "dim": embedder.dim},
               "chunker": cs.to_dict(), "tokenizer": TOKENIZER_VERSION, "splitter": storage.SPLITTER_VERSION}
-    if rebuild or not old or any(old.get(k) != v for k, v in wanted.items()):
+    recorded = {**old, "model": {k: v for k, v in (old.get("model") or {}).items() if k != "fingerprint"}}
+    if rebuild or not old or any(recorded.get(k) != v for k, v in wanted.items()) \
+            or not storage.same_files(old, getattr(embedder, "fingerprint", None)):
         st.create(embedder.dim)
         st.refresh()
         old = {}
@@ -182,7 +186,10 @@ def _fill_milvus(st, spec: str, paths, embedder: Embedder, cs: ChunkSettings, re
     report.changed = sorted(d for d in versions if d in stored and stored[d] != versions[d])
     todo = [d for d in kept if stored.get(d.doc_id) != versions[d.doc_id]]
     report.reused = len(kept) - len(todo)
+    fingerprint = getattr(embedder, "fingerprint", None)
     manifest = {**wanted, "sources": sources, "excluded": sorted(excluded), "store": "milvus"}
+    if fingerprint:  # the query embedder loads the export of exactly these files (Assistant.load)
+        manifest["model"] = {**wanted["model"], "fingerprint": fingerprint}
     if not todo and not report.removed and old.get("sources") == sources and sorted(old.get("excluded") or []) == sorted(excluded):
         report.up_to_date = True
     else:
@@ -407,7 +414,8 @@ class Assistant:
         if embedder is None:
             if opened.model_id != SentenceTransformerEmbedder.model_id:
                 raise EmbedderMismatch(_where(opened), opened.model_id, SentenceTransformerEmbedder.model_id)
-            embedder = default_embedder(index_dir)
+            # The export of the model the index was embedded with: queries start without torch.
+            embedder = default_embedder(default_cache_dir(), opened.manifest().get("model", {}).get("fingerprint"))
         return cls(opened, embedder, settings or Settings(), model=model)
 
     def outdated(self) -> bool:

@@ -20,8 +20,9 @@ SEEDS = Path(__file__).parent.parent / "seeds"
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    """No test reads or writes the real .rag/ index: the default index lives in tmp_path."""
+    """No test reads or writes the real .rag/ index or cache: both default to folders in tmp_path."""
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "default-index"))
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))  # model exports (rag.embed) and eval indexes
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 

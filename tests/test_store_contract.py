@@ -187,3 +187,22 @@ def test_another_process_reads_the_milvus_store(tmp_path):
         f"rag: Cannot reach the Milvus store at {spec} (another process has this milvus-lite file open; milvus-lite "
         "serves one process at a time): start Milvus there, or check --store / RAG_STORE\n")
     held.close()
+
+
+class _Fingerprinted(KeywordEmbedder):
+    def __init__(self, fingerprint: str):
+        super().__init__()
+        self.fingerprint = fingerprint
+
+
+def test_the_store_records_the_model_files_and_re_embeds_when_they_change(kind, tmp_path):
+    spec = "local" if kind == "local" else f"milvus-lite:{tmp_path / 'milvus.db'}"
+    build([MINI], tmp_path / "idx", embedder=_Fingerprinted("00000000000000aa"), store=spec)
+    same = _Fingerprinted("00000000000000aa")
+    assert build([MINI], tmp_path / "idx", embedder=same, store=spec).up_to_date and same.embedded == []
+    other = _Fingerprinted("00000000000000bb")
+    report = build([MINI], tmp_path / "idx", embedder=other, store=spec)
+    assert not report.up_to_date and report.reused == 0 and other.embedded
+    a = Assistant.load(tmp_path / "idx", embedder=other, model=rule_model(), store=spec)
+    # what Assistant.load reads to pick the query encoder's export
+    assert a.store.manifest()["model"]["fingerprint"] == "00000000000000bb"

@@ -93,24 +93,32 @@ def test_cli_index_then_ask_json(tmp_path, no_network):
 
 
 def test_onnx_embedder_matches_sentence_transformers(real_embedder, tmp_path):
-    from rag.embed import OnnxEmbedder, ensure_onnx
+    from rag.embed import OnnxEmbedder, ensure_onnx, model_fingerprint
     from rag.ingest import ingest
 
     path = ensure_onnx(tmp_path)
-    assert path and Path(path).stat().st_size > 50_000_000
-    onnx = OnnxEmbedder(path)
+    assert path == str(tmp_path / "models" / model_fingerprint() / "model.onnx")
+    assert Path(path).stat().st_size > 50_000_000
+    onnx = OnnxEmbedder(path, batch_size=7, threads=os.cpu_count())  # odd batches: sorted, padded, put back
     texts = [d.text[b.start:b.end] for d in ingest([SEEDS]).documents for b in d.blocks][:60] + ["x " * 600, "Hefei"]
     cos = (onnx.embed_documents(texts) * real_embedder.embed_documents(texts)).sum(axis=1)
     assert cos.min() > 0.9999
     assert float(onnx.embed_query(texts[3]) @ real_embedder.embed_query(texts[3])) > 0.9999
 
 
-def test_index_exports_onnx_and_queries_use_it(tmp_path, no_network):
-    from rag.embed import OnnxEmbedder
+def test_index_exports_onnx_once_into_the_cache_and_queries_use_it(tmp_path, monkeypatch, no_network):
+    from rag.embed import OnnxEmbedder, model_fingerprint
+    from rag.index import read_manifest
     from rag.pipeline import Assistant, build
 
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    export = tmp_path / "cache" / "models" / model_fingerprint() / "model.onnx"
     build([SEEDS], tmp_path / "idx")
-    assert (tmp_path / "idx" / "models" / "all-MiniLM-L6-v2.onnx").is_file()
+    assert export.is_file() and not (tmp_path / "idx" / "models").exists()
+    made = export.stat().st_mtime_ns
+    build([SEEDS], tmp_path / "idx2")
+    assert export.stat().st_mtime_ns == made and os.listdir(tmp_path / "cache" / "models") == [model_fingerprint()]
+    assert read_manifest(tmp_path / "idx")[1]["model"]["fingerprint"] == model_fingerprint()
     a = Assistant.load(tmp_path / "idx")
-    assert isinstance(a.embedder, OnnxEmbedder)
+    assert isinstance(a.embedder, OnnxEmbedder) and a.embedder.onnx_path == str(export)
     assert a.ask("Where is iFlytek based?").citations[0].doc_id == "000_27760e3598894cce.txt"
