@@ -4,8 +4,9 @@ Layout of an index directory::
 
     CURRENT               name of the live generation; replaced atomically (os.replace)
     .lock                 held while a build writes
-    gen-000007/           one generation: manifest.json, docs.jsonl, chunks.npy, sentences.npy,
-                          chunk_vectors.npy, sentence_vectors.npy, dense.faiss, bm25/, term_counts.npy
+    gen-000007/           one generation: manifest.json, docs.jsonl, texts.bin, text_offsets.npy, chunks.npy,
+                          sentences.npy, chunk_vectors.npy, sentence_vectors.npy, dense.faiss, bm25/,
+                          term_counts.npy
 
 A build writes a new generation directory, fsyncs it, then swaps CURRENT, so a reader always sees
 either the old index or the new one. The generation before the live one is kept, so a reader that
@@ -23,7 +24,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -47,6 +48,11 @@ _FILES = ("docs.jsonl", "chunks.npy", "sentences.npy", "chunk_vectors.npy", "sen
 # BM25 term counts, in the order of bm25/'s matrix. Not in _FILES: generations written before it
 # existed still load, and their next build tokenizes every passage again.
 TERM_COUNTS = "term_counts.npy"
+# Every document's text, UTF-8 one after the other, and the byte offset where each starts (plus the
+# end): read on demand through a memory map, so a server never holds a large library's texts.
+# Generations written before they existed keep texts in docs.jsonl, and still load.
+TEXTS, TEXT_OFFSETS = "texts.bin", "text_offsets.npy"
+TEXT_CACHE = 256  # documents whose decoded text an Index remembers
 
 
 @dataclass(frozen=True)
@@ -154,14 +160,55 @@ def _keys(term: np.ndarray, passage: np.ndarray) -> np.ndarray:
 NO_POSTINGS = Postings((), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32))
 
 
+class Texts:
+    """Document texts by position: decoded on demand from a memory-mapped texts.bin, the last few
+    kept; or, for a generation from before texts.bin, held in memory as they were loaded."""
+
+    def __init__(self, mapped=None, offsets: np.ndarray | None = None, held: list[str] | None = None):
+        self._mapped, self._offsets, self._held = mapped, offsets, held
+        self._cache: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path, offsets: np.ndarray) -> "Texts":
+        import mmap
+
+        with open(path, "rb") as f:
+            # A map outlives its file object, and the file itself after a build removes the
+            # generation: this Index keeps reading the texts it loaded.
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
+        return cls(mapped=mapped, offsets=offsets)
+
+    def __getitem__(self, i: int) -> str:
+        if self._held is not None:
+            return self._held[i]
+        text = self._cache.get(i)
+        if text is None:
+            text = self._mapped[int(self._offsets[i]):int(self._offsets[i + 1])].decode("utf-8", "surrogatepass")
+            with self._lock:
+                if len(self._cache) >= TEXT_CACHE:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[i] = text
+        return text
+
+    def bytes(self, i: int) -> int:
+        if self._held is not None:
+            return len(self._held[i].encode("utf-8", "surrogatepass"))
+        return int(self._offsets[i + 1] - self._offsets[i])
+
+
 class Index:
-    """A loaded generation. Vectors are memory-mapped."""
+    """A loaded generation. Vectors and document texts are memory-mapped; ``docs`` holds each
+    document's metadata with an empty ``text`` (``document()`` gives the whole one)."""
 
     def __init__(self, directory: Path, manifest: dict, docs: list[Document], chunks: np.ndarray,
-                 sentences: np.ndarray, chunk_vectors: np.ndarray, sentence_vectors: np.ndarray, faiss_index, bm25):
+                 sentences: np.ndarray, chunk_vectors: np.ndarray, sentence_vectors: np.ndarray, faiss_index, bm25,
+                 texts: Texts, chars: list[int]):
         self.directory = directory
         self.manifest = manifest
         self.docs = docs
+        self.texts = texts
+        self.chars = chars  # each document's length in characters
         self.doc_pos = {d.doc_id: i for i, d in enumerate(docs)}
         self.chunks = chunks
         self.sentences = sentences
@@ -192,7 +239,7 @@ class Index:
 
         d, s, e, sec = (int(x) for x in self.chunks[row, :4])
         doc = self.docs[d]
-        text = doc.text[s:e]
+        text = self.texts[d][s:e]
         return Chunk(chunk_id(doc.doc_id, s, text), doc.doc_id, text, s, e, sec, row, doc.encoding)
 
     def chunk_sentence_rows(self, row: int) -> range:
@@ -200,7 +247,7 @@ class Index:
 
     def sentence_text(self, row: int) -> str:
         d, s, e = (int(x) for x in self.sentences[row, :3])
-        return self.docs[d].text[s:e]
+        return self.texts[d][s:e]
 
     def sentence_terms(self, row: int) -> frozenset[str]:
         """The BM25 terms of sentence ``row`` (see rag.text.tokenize); safe to call from many threads."""
@@ -217,7 +264,7 @@ class Index:
 
     def document(self, doc_id: str) -> Document | None:
         i = self.doc_pos.get(doc_id)
-        return None if i is None else self.docs[i]
+        return None if i is None else replace(self.docs[i], text=self.texts[i])
 
     def doc_chunk_counts(self) -> np.ndarray:
         return np.bincount(self.chunks[:, C_DOC], minlength=len(self.docs)) if len(self.chunks) else np.zeros(len(self.docs), int)
@@ -280,9 +327,12 @@ def write(index_dir: Path, data: IndexData) -> Path:
     _test_pause("write-start")
 
     # JSON Lines: records end at "\n" only; text may hold other line separators unescaped (see _read_jsonl).
-    with open(tmp / "docs.jsonl", "w", encoding="utf-8") as f:
-        for d in data.docs:
+    offsets = np.zeros(len(data.docs) + 1, dtype=np.int64)
+    with open(tmp / "docs.jsonl", "w", encoding="utf-8") as f, open(tmp / TEXTS, "wb") as t:
+        for i, d in enumerate(data.docs):
             f.write(json.dumps(_doc_record(d), ensure_ascii=False) + "\n")
+            offsets[i + 1] = offsets[i] + t.write(d.text.encode("utf-8", "surrogatepass"))
+    np.save(tmp / TEXT_OFFSETS, offsets, allow_pickle=False)
     np.save(tmp / "chunks.npy", np.ascontiguousarray(data.chunks, dtype=np.int64), allow_pickle=False)
     np.save(tmp / "sentences.npy", np.ascontiguousarray(data.sentences, dtype=np.int64), allow_pickle=False)
     np.save(tmp / "chunk_vectors.npy", np.ascontiguousarray(data.chunk_vectors, dtype=np.float32), allow_pickle=False)
@@ -441,7 +491,7 @@ NPROBE = 48
 
 def _doc_record(d: Document) -> dict:
     return {"doc_id": d.doc_id, "title": d.title, "date": d.date, "sha256": d.sha256, "path": d.path,
-            "encoding": d.encoding, "blocks": [[b.start, b.end, b.kind, b.section] for b in d.blocks], "text": d.text}
+            "encoding": d.encoding, "blocks": [[b.start, b.end, b.kind, b.section] for b in d.blocks], "chars": len(d.text)}
 
 
 def _next_generation(index_dir: Path) -> str:
@@ -615,7 +665,15 @@ def _load(index_dir: Path, gen: Path) -> Index:
         if manifest.get(key) != version:
             raise IndexOutdated(where, f"{what} version {manifest.get(key, 'unknown')}", f"version {version}")
     try:
-        docs = [_doc_from_record(r) for r in _read_jsonl(gen / "docs.jsonl")]
+        records = _read_jsonl(gen / "docs.jsonl")
+        docs = [_doc_from_record(r) for r in records]
+        if (gen / TEXTS).is_file():
+            offsets = np.load(gen / TEXT_OFFSETS, allow_pickle=False)
+            if offsets.shape != (len(docs) + 1,) or int(offsets[-1]) != (gen / TEXTS).stat().st_size:
+                raise ValueError("texts.bin and its offsets disagree")
+            texts, chars = Texts.open(gen / TEXTS, offsets), [int(r["chars"]) for r in records]
+        else:
+            texts, chars = Texts(held=[r["text"] for r in records]), [len(r["text"]) for r in records]
         chunks = np.load(gen / "chunks.npy", allow_pickle=False)
         sentences = np.load(gen / "sentences.npy", allow_pickle=False)
         chunk_vectors = np.load(gen / "chunk_vectors.npy", allow_pickle=False, mmap_mode="r")
@@ -644,7 +702,7 @@ def _load(index_dir: Path, gen: Path) -> Index:
     )
     if not consistent:
         raise IndexCorrupt(where, "its pieces disagree in size")
-    return Index(gen, manifest, docs, chunks, sentences, chunk_vectors, sentence_vectors, faiss_index, bm25)
+    return Index(gen, manifest, docs, chunks, sentences, chunk_vectors, sentence_vectors, faiss_index, bm25, texts, chars)
 
 
 def _read_jsonl(path: Path) -> list:
@@ -655,7 +713,8 @@ def _read_jsonl(path: Path) -> list:
 
 
 def _doc_from_record(r: dict) -> Document:
-    return Document(doc_id=r["doc_id"], text=r["text"], sha256=r["sha256"], title=r.get("title"), date=r.get("date"),
+    """The document's metadata; its text is read apart (see Texts)."""
+    return Document(doc_id=r["doc_id"], text="", sha256=r["sha256"], title=r.get("title"), date=r.get("date"),
                     path=r.get("path"), encoding=r.get("encoding", "utf-8"),
                     blocks=tuple(Block(*b) for b in r.get("blocks", ())))
 

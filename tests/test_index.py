@@ -175,7 +175,7 @@ def test_no_pickle_in_the_index(built):
         assert arr.dtype != object
     assert sorted(p.name for p in g.iterdir()) == ["bm25", "chunk_vectors.npy", "chunks.npy", "dense.faiss",
                                                    "docs.jsonl", "manifest.json", "sentence_vectors.npy", "sentences.npy",
-                                                   "term_counts.npy"]
+                                                   "term_counts.npy", "text_offsets.npy", "texts.bin"]
 
 
 # Every character str.splitlines() breaks a line at (see the str.splitlines docs), "\n" aside.
@@ -301,3 +301,67 @@ def test_an_index_from_another_tokenizer_or_splitter_must_be_rebuilt(built, key,
     assert isinstance(e.value, IndexCorrupt)  # callers that rebuild a damaged index rebuild this one too
     build([corpus], idx_dir, embedder=embedder, rebuild=True)
     assert len(storage.load(idx_dir)) == 7
+
+
+# ------------------------------------------------------------------ document texts are read on demand
+def _answers(idx, embedder):
+    a = Assistant.load(idx, embedder=embedder, model=rule_model())
+    return [(x.text, [(c.doc_id, c.start, c.end, c.quote) for c in x.citations])
+            for x in (a.ask(q) for q in ("Where is the turbine plant?", "How many ovens does the bakery run?"))]
+
+
+def test_a_loaded_index_reads_document_texts_on_demand(corpus, tmp_path):
+    build([corpus], tmp_path / "idx", embedder=KeywordEmbedder())
+    index = storage.load(tmp_path / "idx")
+    assert index.texts._held is None and index.texts._cache == {}  # nothing decoded at load
+    assert all(d.text == "" for d in index.docs)  # the records carry metadata only
+    for i, meta in enumerate(index.docs):
+        doc = index.document(meta.doc_id)
+        assert doc.text == open(meta.path, encoding="utf-8", newline="").read() and index.chars[i] == len(doc.text)
+    assert len(index.texts._cache) == len(index.docs) >= 3
+
+
+def test_texts_stay_readable_after_a_build_removes_the_generation(corpus, tmp_path):
+    idx = tmp_path / "idx"
+    build([corpus], idx, embedder=KeywordEmbedder())
+    index = storage.load(idx)
+    first = index.directory
+    for _ in range(2):  # the second build garbage-collects the first generation
+        build([corpus], idx, embedder=KeywordEmbedder(), rebuild=True)
+    assert not first.exists()
+    meta = index.docs[-1]
+    assert index.document(meta.doc_id).text == open(meta.path, encoding="utf-8", newline="").read() != ""
+
+
+def test_a_generation_from_before_texts_bin_still_answers_the_same(corpus, tmp_path):
+    idx = tmp_path / "idx"
+    e = KeywordEmbedder()
+    build([corpus], idx, embedder=e)
+    expected = _answers(idx, e)
+    # Rewrite the generation as the previous format did: texts inside docs.jsonl, no texts.bin.
+    gen = storage.current_generation(idx)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    records = [json.loads(line) for line in (gen / "docs.jsonl").read_text().splitlines()]
+    with open(gen / "docs.jsonl", "w", encoding="utf-8") as f:
+        for r in records:
+            r.pop("chars")
+            r["text"] = open(r["path"], encoding="utf-8", newline="").read()
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    for name in (storage.TEXTS, storage.TEXT_OFFSETS):
+        (gen / name).unlink()
+        del manifest["files"][name]
+    manifest["files"]["docs.jsonl"] = (gen / "docs.jsonl").stat().st_size
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    assert storage.load(idx).texts._held is not None
+    assert _answers(idx, e) == expected and expected[0][1]
+
+
+def test_texts_that_disagree_with_their_offsets_are_reported(corpus, tmp_path):
+    idx = tmp_path / "idx"
+    build([corpus], idx, embedder=KeywordEmbedder())
+    gen = storage.current_generation(idx)
+    offsets = np.load(gen / storage.TEXT_OFFSETS)
+    offsets[-1] += 1
+    np.save(gen / storage.TEXT_OFFSETS, offsets)  # same size: only the check of the values can see it
+    with pytest.raises(IndexCorrupt):
+        storage.load(idx)

@@ -18,9 +18,9 @@ class LocalStore:
         self.index = index
         counts = np.bincount(index.chunks[:, C_DOC], minlength=len(index.docs)) if len(index.chunks) \
             else np.zeros(len(index.docs), int)
-        self._infos = {d.doc_id: DocInfo(d.doc_id, d.title, d.date, d.path, d.encoding, d.sha256, len(d.text),
-                                         len(d.text.encode("utf-8", "surrogatepass")), int(n))
-                       for d, n in zip(index.docs, counts)}
+        self._infos = {d.doc_id: DocInfo(d.doc_id, d.title, d.date, d.path, d.encoding, d.sha256, index.chars[i],
+                                         index.texts.bytes(i), int(counts[i]))
+                       for i, d in enumerate(index.docs)}
 
     @property
     def model_id(self) -> str:
@@ -51,13 +51,13 @@ class LocalStore:
     def sentence(self, sid: int) -> SentenceRecord:
         s = self.index.sentences
         d, start, end, section = (int(x) for x in s[sid, :4])
-        doc = self.index.docs[d]
+        doc_id = self.index.docs[d].doc_id
 
         def beside(j: int) -> int | None:
             ok = 0 <= j < len(s) and s[j, S_DOC] == d and s[j, S_SECTION] == section
             return j if ok else None
 
-        return SentenceRecord(sid, doc.doc_id, start, end, section, doc.text[start:end], self.index.sentence_terms(sid),
+        return SentenceRecord(sid, doc_id, start, end, section, self.index.texts[d][start:end], self.index.sentence_terms(sid),
                               beside(sid - 1), beside(sid + 1), sid == 0 or int(s[sid - 1, S_DOC]) != d)
 
     def sentence_vectors(self, sids: Sequence[int]) -> np.ndarray:
