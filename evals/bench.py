@@ -439,12 +439,136 @@ def bench_library(sizes=LIBRARY_MB, repeats: int = 3) -> list[dict]:
     return results
 
 
+# ------------------------------------------------------------------------------------------ 7. stores
+
+STORE_KINDS = ("local", "milvus-lite")
+STORE_SIZES = (10_000, 100_000)
+
+
+class TopicEmbedder(HashingEmbedder):
+    """HashingEmbedder whose vectors lie around 2,048 topics, as real embeddings cluster (uniform random
+    vectors in 384 dimensions have no near neighbours, which flatters an approximate index)."""
+
+    model_id = "bench/topics"
+
+    def _vector(self, text: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+        rng = np.random.default_rng(seed)
+        v = _centers()[rng.integers(0, CLUSTERS)] + 0.06 * rng.standard_normal(self.dim).astype(np.float32)
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+_CENTERS: list[np.ndarray] = []
+
+
+def _centers() -> np.ndarray:
+    if not _CENTERS:
+        c = np.random.default_rng(0).standard_normal((CLUSTERS, DIM)).astype(np.float32)
+        _CENTERS.append(c / np.linalg.norm(c, axis=1, keepdims=True))
+    return _CENTERS[0]
+
+
+def bench_stores(sizes=STORE_SIZES, kinds=STORE_KINDS) -> list[dict]:
+    """Each store at each size: a synthetic library built through rag.pipeline.build (the same code as
+    `rag index`), then searched by a fresh process as a server would. Build throughput excludes
+    nothing but the (nearly free) hashing embedder; retrieval is the fused dense + BM25 search
+    without the query encode; memory is the serving process's, plus the engine's for milvus-lite
+    (which runs beside it as its own process)."""
+    results = []
+    for kind in kinds:
+        for n in sizes:
+            with tempfile.TemporaryDirectory() as tmp:
+                built = _child("store-build", str(n), tmp, kind)
+                queried = _child("store-query", str(n), tmp, kind)
+                results.append({"store": kind, "target_passages": n, **built, **queried})
+    return results
+
+
+def _store_spec(kind: str, where: Path) -> str:
+    return "local" if kind == "local" else f"milvus-lite:{where / 'milvus.db'}"
+
+
+def _store_build(n: int, where: Path, kind: str) -> dict:
+    from rag.ingest import parse
+    from rag.pipeline import build
+
+    words, cumulative = _words()
+    t = time.perf_counter()
+    documents, passages, i = [], 0, 0
+    while passages < n:  # ~18 passages an article (3 sentences each, 1 shared)
+        text = article(i, words, cumulative)
+        documents.append(parse(text, f"a{i:07d}.txt", sha256=hashlib.sha256(text.encode()).hexdigest()))
+        passages += max(1, sum(text.count(c) for c in ".?!") // 2)
+        i += 1
+    generate_s = time.perf_counter() - t
+    embedder = TopicEmbedder()
+    t = time.perf_counter()
+    report = build(index_dir=where / "index", documents=documents, embedder=embedder, store=_store_spec(kind, where))
+    build_s = time.perf_counter() - t
+    size = sum(p.stat().st_size for p in where.rglob("*") if p.is_file())
+    return {"documents": report.documents, "passages": report.chunks, "generate_s": generate_s, "build_s": build_s,
+            "embed_s": embedder.seconds, "passages_per_s": report.chunks / max(build_s - embedder.seconds, 1e-9),
+            "disk_mb": size / 2**20}
+
+
+def _rss(pid: int | str = "self") -> tuple[int, int]:
+    rss = hwm = 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return rss, hwm
+
+
+def _children(pid: int) -> list[int]:
+    """Every process below ``pid`` (milvus-lite starts its engine as a child process)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [int(x) for x in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
+def _store_query(n: int, where: Path, kind: str) -> dict:
+    from rag.pipeline import Assistant
+    from rag.text import tokenize
+
+    embedder = TopicEmbedder()
+    assistant = Assistant.load(where / "index", embedder=embedder, store=_store_spec(kind, where))
+    words, cumulative = _words()
+    rnd = random.Random(5)
+    queries = [" ".join(rnd.choices(words[:3000], k=3)) for _ in range(220)]
+    vectors = [embedder.embed_query(q) for q in queries]
+    latencies, answers = [], []
+    for q, v in zip(queries, vectors):
+        t = time.perf_counter()
+        hits = assistant.retriever.search(q, v, 8)
+        latencies.append(time.perf_counter() - t)
+        answers.append(bool(hits) and bool(tokenize(q)))
+    served, served_peak = _rss()
+    engine = [_rss(p) for p in _children(os.getpid())]
+    return {"retrieve_p50_ms": _median_ms(latencies[20:]), "retrieve_p95_ms": _p95_ms(latencies[20:]),
+            "queries_with_hits": sum(answers) / len(answers),
+            "server_rss_gb": served / 2**30, "server_peak_rss_gb": served_peak / 2**30,
+            "engine_rss_gb": sum(r for r, _ in engine) / 2**30}
+
+
 # ------------------------------------------------------------------------------------------ report
 
-STEPS = ("latency", "build", "startup", "throughput", "scale", "library")
+STEPS = ("latency", "build", "startup", "throughput", "scale", "library", "stores")
 
 
-def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None, only: list[str] | None = None) -> dict:
+def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None, only: list[str] | None = None,
+        stores: list[str] | None = None) -> dict:
     from rag.pipeline import build
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -458,7 +582,8 @@ def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None, only
                  ("startup", lambda: bench_startup(index_dir, runs=1 if quick else 3)),
                  ("throughput", lambda: bench_throughput(index_dir, out_dir, ((1, 8), (4, 8)) if quick else THROUGHPUT_LEVELS)),
                  ("scale", lambda: bench_scale(sizes)),
-                 ("library", lambda: bench_library(LIBRARY_MB[:1] if quick else LIBRARY_MB, repeats=1 if quick else 3))]
+                 ("library", lambda: bench_library(LIBRARY_MB[:1] if quick else LIBRARY_MB, repeats=1 if quick else 3)),
+                 ("stores", lambda: bench_stores(STORE_SIZES[:1] if quick else STORE_SIZES, stores or STORE_KINDS))]
         for name, step in steps:
             if only and name not in only:
                 continue
@@ -524,7 +649,8 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":  # the child processes of bench_scale
-    command, n, where = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
-    fn = {"scale-build": _scale_build, "scale-query": _scale_query}[command]
-    print(json.dumps(fn(n, where)))
+if __name__ == "__main__":  # the child processes of bench_scale and bench_stores
+    command, n, where, *more = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), *sys.argv[4:]
+    fn = {"scale-build": _scale_build, "scale-query": _scale_query, "store-build": _store_build,
+          "store-query": _store_query}[command]
+    print(json.dumps(fn(n, where, *more)))

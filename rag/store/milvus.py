@@ -30,6 +30,8 @@ from rag.types import Chunk, Document
 
 TEXT_PART = 16_000  # characters of document text per row: at most 64,000 bytes of UTF-8, under VARCHAR's 65,535
 MAX_VARCHAR = 65_535
+WRITE_BATCH = 1000  # rows per upsert
+COLLECT_BATCH = 200  # documents committed, and collected, per call
 DUMMY_DIM = 2  # Milvus needs a vector field in every collection; the catalog, texts and manifest carry a dummy
 CACHE = 65_536  # sentences and passages remembered per store
 SUFFIXES = ("passages", "sentences", "texts", "documents", "meta")
@@ -423,52 +425,60 @@ class MilvusStore:
         c = self.client
         dummy = [0.0] * DUMMY_DIM
         terms = _passage_terms(data)
-        sentence_rows = np.asarray(data.sentences)
-        first_sentence = {}
-        for i in range(len(sentence_rows)):
-            first_sentence.setdefault(int(sentence_rows[i, S_DOC]), i)
-        chunk_counts = np.bincount(np.asarray(data.chunks)[:, C_DOC], minlength=len(data.docs)) if len(data.chunks) \
-            else np.zeros(len(data.docs), int)
+        sentence_rows, chunk_rows = np.asarray(data.sentences), np.asarray(data.chunks)
+        # Rows come document by document: each document's rows are one slice.
+        s_bounds = np.searchsorted(sentence_rows[:, S_DOC], np.arange(len(data.docs) + 1)) if len(sentence_rows) \
+            else np.zeros(len(data.docs) + 1, int)
+        c_bounds = np.searchsorted(chunk_rows[:, C_DOC], np.arange(len(data.docs) + 1)) if len(chunk_rows) \
+            else np.zeros(len(data.docs) + 1, int)
+        pending: dict[str, list[dict]] = {"sentences": [], "passages": [], "texts": []}
+        commits: list[dict] = []
+
+        def flush() -> None:
+            for suffix, rows in pending.items():
+                for at in range(0, len(rows), WRITE_BATCH):
+                    c.upsert(self._c(suffix), rows[at:at + WRITE_BATCH])
+                rows.clear()
+            # The commit of these documents: from here readers see their new rows and stop seeing the
+            # old. A build killed before it leaves rows no catalog entry points at (see _collect).
+            if commits:
+                c.upsert(self._c("documents"), commits)
+            commits.clear()
+
         for d_i, doc in enumerate(data.docs):
             version = versions[doc.doc_id]
-            base = first_sentence.get(d_i, 0)
-            s_idx = np.nonzero(sentence_rows[:, S_DOC] == d_i)[0] if len(sentence_rows) else np.zeros(0, int)
-            sents = []
-            for o, i in enumerate(s_idx.tolist()):
+            s_lo, s_hi = int(s_bounds[d_i]), int(s_bounds[d_i + 1])
+            for o, i in enumerate(range(s_lo, s_hi)):
                 start, end, section = (int(sentence_rows[i, x]) for x in (S_START, S_END, S_SECTION))
 
                 def beside(j: int) -> int:
-                    ok = 0 <= j < len(s_idx) and int(sentence_rows[s_idx[j], S_SECTION]) == section
-                    return _id(doc.doc_id, version, "s", j) if ok else -1
+                    ok = s_lo <= j < s_hi and int(sentence_rows[j, S_SECTION]) == section
+                    return _id(doc.doc_id, version, "s", j - s_lo) if ok else -1
 
-                sents.append({"sid": _id(doc.doc_id, version, "s", o), "doc_id": doc.doc_id, "version": version,
-                              "start": start, "end": end, "section": section, "prev": beside(o - 1),
-                              "next": beside(o + 1), "lead": o == 0, "text": doc.text[start:end],
-                              "dense": np.asarray(data.sentence_vectors[i], np.float32).tolist()})
-            c_idx = np.nonzero(np.asarray(data.chunks)[:, C_DOC] == d_i)[0] if len(data.chunks) else np.zeros(0, int)
-            passages = []
-            for o, i in enumerate(c_idx.tolist()):
-                row = data.chunks[i]
+                pending["sentences"].append({
+                    "sid": _id(doc.doc_id, version, "s", o), "doc_id": doc.doc_id, "version": version,
+                    "start": start, "end": end, "section": section, "prev": beside(i - 1), "next": beside(i + 1),
+                    "lead": o == 0, "text": doc.text[start:end], "dense": np.asarray(data.sentence_vectors[i], np.float32).tolist()})
+            for o, i in enumerate(range(int(c_bounds[d_i]), int(c_bounds[d_i + 1]))):
+                row = chunk_rows[i]
                 start, end = int(row[C_START]), int(row[C_END])
-                passages.append({"pid": _id(doc.doc_id, version, "p", o), "doc_id": doc.doc_id, "version": version,
-                                 "start": start, "end": end, "section": int(row[C_SECTION]),
-                                 "sent_lo": int(row[C_SENT_LO]) - base, "sent_hi": int(row[C_SENT_HI]) - base,
-                                 "text": doc.text[start:end], "terms": " ".join(terms[i]) or "",
-                                 "dense": np.asarray(data.chunk_vectors[i], np.float32).tolist()})
-            texts = [{"tid": _id(doc.doc_id, version, "t", n), "doc_id": doc.doc_id, "version": version, "part": n,
-                      "text": doc.text[at:at + TEXT_PART], "dense": dummy}
-                     for n, at in enumerate(range(0, max(len(doc.text), 1), TEXT_PART))]
-            for suffix, rows in (("sentences", sents), ("passages", passages), ("texts", texts)):
-                for at in range(0, len(rows), 1000):
-                    c.upsert(self._c(suffix), rows[at:at + 1000])
+                pending["passages"].append({
+                    "pid": _id(doc.doc_id, version, "p", o), "doc_id": doc.doc_id, "version": version,
+                    "start": start, "end": end, "section": int(row[C_SECTION]),
+                    "sent_lo": int(row[C_SENT_LO]) - s_lo, "sent_hi": int(row[C_SENT_HI]) - s_lo,
+                    "text": doc.text[start:end], "terms": " ".join(terms[i]) or "",
+                    "dense": np.asarray(data.chunk_vectors[i], np.float32).tolist()})
+            pending["texts"] += [{"tid": _id(doc.doc_id, version, "t", n), "doc_id": doc.doc_id, "version": version,
+                                  "part": n, "text": doc.text[at:at + TEXT_PART], "dense": dummy}
+                                 for n, at in enumerate(range(0, max(len(doc.text), 1), TEXT_PART))]
             info = DocInfo(doc.doc_id, doc.title, doc.date, doc.path, doc.encoding, doc.sha256, len(doc.text),
-                           len(doc.text.encode("utf-8", "surrogatepass")), int(chunk_counts[d_i]))
-            # The commit of this document: from here readers see its new rows and stop seeing the old.
-            c.upsert(self._c("documents"), [{"doc_id": doc.doc_id, "version": version,
-                                             "info": json.dumps(info.__dict__, ensure_ascii=False), "dense": dummy}])
-        written = {}
-        for d_i, doc in enumerate(data.docs):
-            written[doc.doc_id] = int(chunk_counts[d_i])
+                           len(doc.text.encode("utf-8", "surrogatepass")), int(c_bounds[d_i + 1] - c_bounds[d_i]))
+            commits.append({"doc_id": doc.doc_id, "version": version,
+                            "info": json.dumps(info.__dict__, ensure_ascii=False), "dense": dummy})
+            if sum(len(rows) for rows in pending.values()) >= WRITE_BATCH or len(commits) >= COLLECT_BATCH:
+                flush()
+        flush()
+        written = {doc.doc_id: int(c_bounds[d_i + 1] - c_bounds[d_i]) for d_i, doc in enumerate(data.docs)}
         passages = sum(written.get(d, self._infos[d].passages if d in self._infos else 0) for d in versions)
         manifest = {**manifest, "counts": {"documents": len(versions), "chunks": passages}}
         gone = [d for d in self._versions if d not in versions]
@@ -482,12 +492,21 @@ class MilvusStore:
 
     def _collect(self, doc_ids: list[str]) -> None:
         """Delete the rows of ``doc_ids`` the catalog does not list: older versions, removed documents,
-        and what a killed build left of them (the next build of the same documents removes it)."""
-        for doc_id in doc_ids:
-            version = self._versions.get(doc_id)
-            keep = f" and version != {_quote(version)}" if version is not None else ""
+        and what a killed build left of them (the next build of the same documents removes it).
+
+        One delete per collection for every COLLECT_BATCH documents: a delete is a scan of the
+        collection, so one per document made building a library of thousands take minutes."""
+        for lo in range(0, len(doc_ids), COLLECT_BATCH):
+            group = doc_ids[lo:lo + COLLECT_BATCH]
+            keep = sorted({self._versions[d] for d in group if d in self._versions})
+            # Every listed row survives. A document's old rows whose version another document of the
+            # group lists now (the same content under two names) survive too, unseen: reads go through
+            # the catalog's version of each document.
+            expr = f"doc_id in {json.dumps(group, ensure_ascii=False)}"
+            if keep:
+                expr += f" and version not in {json.dumps(keep)}"
             for suffix in ("sentences", "passages", "texts"):
-                self.client.delete(self._c(suffix), filter=f"doc_id == {_quote(doc_id)}{keep}")
+                self.client.delete(self._c(suffix), filter=expr)
 
 
 def _passage_terms(data) -> list[list[str]]:
