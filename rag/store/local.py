@@ -19,7 +19,8 @@ class LocalStore:
         counts = np.bincount(index.chunks[:, C_DOC], minlength=len(index.docs)) if len(index.chunks) \
             else np.zeros(len(index.docs), int)
         self._infos = {d.doc_id: DocInfo(d.doc_id, d.title, d.date, d.path, d.encoding, d.sha256, len(d.text),
-                                         len(d.text.encode("utf-8", "surrogatepass")), int(n))
+                                         len(d.text.encode("utf-8", "surrogatepass")), int(n), d.url, d.author, d.site,
+                                         d.pages)
                        for d, n in zip(index.docs, counts)}
 
     @property

@@ -250,7 +250,8 @@ class MilvusStore:
         rows = self.client.query(self._c("texts"), filter=f"doc_id == {_quote(doc_id)} and version == {_quote(version)}",
                                  output_fields=["part", "text"], consistency_level=CONSISTENCY)
         text = "".join(r["text"] for r in sorted(rows, key=lambda r: r["part"]))
-        return Document(doc_id, text, info.sha256, info.title, info.date, info.path, info.encoding)
+        return Document(doc_id, text, info.sha256, info.title, info.date, info.path, info.encoding, url=info.url,
+                        author=info.author, site=info.site, pages=tuple(info.pages))
 
     def _visible(self, doc_id: str, version: str) -> bool:
         return self._versions.get(doc_id) == version
@@ -462,7 +463,8 @@ class MilvusStore:
                 for at in range(0, len(rows), 1000):
                     c.upsert(self._c(suffix), rows[at:at + 1000])
             info = DocInfo(doc.doc_id, doc.title, doc.date, doc.path, doc.encoding, doc.sha256, len(doc.text),
-                           len(doc.text.encode("utf-8", "surrogatepass")), int(chunk_counts[d_i]))
+                           len(doc.text.encode("utf-8", "surrogatepass")), int(chunk_counts[d_i]), doc.url, doc.author,
+                           doc.site, doc.pages)
             # The commit of this document: from here readers see its new rows and stop seeing the old.
             c.upsert(self._c("documents"), [{"doc_id": doc.doc_id, "version": version,
                                              "info": json.dumps(info.__dict__, ensure_ascii=False), "dense": dummy}])
