@@ -32,8 +32,11 @@ def read(data: bytes, doc_id: str, path: str | None = None) -> tuple[Document, l
 
     logging.getLogger("trafilatura").setLevel(logging.CRITICAL)  # it logs every page it finds empty
     try:
+        # favor_precision: without it, a page of nothing but menus comes back as its link texts ("Home
+        # News Sport"), which would then be quoted as an answer; with it, article text is still kept.
         got = trafilatura.bare_extraction(data, with_metadata=True, include_comments=False, include_tables=True,
-                                          include_images=False, include_links=False, deduplicate=False)
+                                          include_images=False, include_links=False, deduplicate=False,
+                                          favor_precision=True)
     except Exception as e:  # lxml and the date parser raise their own errors on broken input
         raise Unreadable(f"the page could not be parsed ({type(e).__name__})") from None
     body = getattr(got, "body", None) if got is not None else None

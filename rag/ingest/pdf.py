@@ -58,8 +58,9 @@ def read(data: bytes, doc_id: str, path: str | None = None) -> tuple[Document, l
         raise Unreadable("no text layer (a scanned PDF?): run OCR on it first (e.g. ocrmypdf) and index the result")
     warnings = []
     if blank:
-        warnings.append(f"{path}: page{'s' if len(blank) > 1 else ''} {_ranges(blank)} of {len(pages)} "
-                        "have no text layer (scanned?); the rest is indexed")
+        several = len(blank) > 1
+        warnings.append(f"{path}: page{'s' if several else ''} {_ranges(blank)} of {len(pages)} "
+                        f"ha{'ve' if several else 's'} no text layer (scanned?); the rest is indexed")
     text, starts = "", []
     for i, lines in enumerate(pages):
         if i:
