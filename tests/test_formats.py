@@ -216,8 +216,9 @@ def test_cli_index_and_ask_over_every_format(tmp_path, monkeypatch, capsys):
     (folder / "ferry.html").write_text(PAGE_HTML, encoding="utf-8")
     lighthouse_pdf(folder / "lighthouse.pdf")
     e = KeywordEmbedder(KEYWORDS)
-    monkeypatch.setattr(rag.pipeline, "default_embedder", lambda index_dir=None: e)
-    monkeypatch.setattr(rag.pipeline, "ensure_onnx", lambda *a, **k: None)
+    # The CLI with the fake embedder: `rag index` builds with it, `rag ask` loads with it.
+    real_build = rag.pipeline.build
+    monkeypatch.setattr(rag.pipeline, "build", lambda *a, **k: real_build(*a, **{**k, "embedder": e}))
     load = Assistant.load.__func__
     monkeypatch.setattr(Assistant, "load", classmethod(
         lambda cls, index_dir=None, embedder=None, settings=None, store=None: load(cls, index_dir, e, settings, rule_model(), store)))
