@@ -1,7 +1,7 @@
 """rag: ask questions over a folder of articles; every answer quotes them with exact citations.
 
 Examples:
-  rag index seeds/                      index (or re-index) a folder of .txt/.md articles
+  rag index seeds/                      index (or re-index) a folder of .txt/.md/.html/.pdf articles
   rag ask "Where is iFlytek based?"     answer with [n] citations
   rag ask "..." --json                  the answer as one JSON object
 """
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("index", help="index articles (only changed files are re-embedded)",
-                       description="Index .txt/.md articles. Example: rag index seeds/")
+                       description="Index .txt, .md, .html and .pdf articles. Example: rag index seeds/")
     p.add_argument("paths", nargs="*", help="folders or files (default: what the index holds, else seeds/)")
     _index_dir_arg(p)
     p.add_argument("-r", "--rebuild", action="store_true", help="re-embed everything, ignoring the current index")
@@ -150,7 +150,8 @@ def format_answer(answer) -> str:
     else:
         lines = [answer.text, f"Confidence {answer.confidence:.2f}"]
     lines.append("")
-    lines += [f'[{c.n}] {c.doc_id} \u2014 "{c.quote}"' for c in answer.citations]
+    lines += [f'[{c.n}] {c.doc_id}{f", page {c.page}" if c.page else ""}{f" <{c.url}>" if c.url else ""} \u2014 "{c.quote}"'
+              for c in answer.citations]
     return "\n".join(lines)
 
 
@@ -257,7 +258,8 @@ def cmd_docs(args) -> int:
 
     _check_store(args.store)
     for d in open_store(args.store, args.index_dir).catalog():
-        row = {"source": d.doc_id, "title": d.title, "date": d.date, "chars": d.chars, "passages": d.passages}
+        row = {"source": d.doc_id, "title": d.title, "date": d.date, "chars": d.chars, "passages": d.passages,
+               "url": d.url, "pages": len(d.pages) or None}
         print(json.dumps(row, ensure_ascii=False) if args.json else
               f"{d.doc_id}\t{d.date or '-'}\t{d.passages} passages\t{d.title or ''}")
     return 0

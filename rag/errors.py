@@ -39,12 +39,12 @@ class ModelMissing(RagError):
 class NoDocuments(RagError):
     def __init__(self, paths: list[str]) -> None:
         where = ", ".join(paths) or "(no paths)"
-        super().__init__(f"No readable .txt or .md articles found in {where}: point `rag index` at a folder of text articles")
+        super().__init__(f"No readable articles (.txt, .md, .html, .pdf) found in {where}: point `rag index` at a folder of articles")
 
 
 class PathNotFound(RagError):
     def __init__(self, path: str) -> None:
-        super().__init__(f"{path} does not exist: give a folder or file of .txt/.md articles")
+        super().__init__(f"{path} does not exist: give a folder or file of articles (.txt, .md, .html, .pdf)")
 
 
 class IndexLocked(RagError):

@@ -491,7 +491,8 @@ NPROBE = 48
 
 def _doc_record(d: Document) -> dict:
     return {"doc_id": d.doc_id, "title": d.title, "date": d.date, "sha256": d.sha256, "path": d.path,
-            "encoding": d.encoding, "blocks": [[b.start, b.end, b.kind, b.section] for b in d.blocks], "chars": len(d.text)}
+            "encoding": d.encoding, "blocks": [[b.start, b.end, b.kind, b.section] for b in d.blocks], "chars": len(d.text),
+            "url": d.url, "author": d.author, "site": d.site, "pages": list(d.pages)}
 
 
 def _next_generation(index_dir: Path) -> str:
@@ -716,7 +717,8 @@ def _doc_from_record(r: dict) -> Document:
     """The document's metadata; its text is read apart (see Texts)."""
     return Document(doc_id=r["doc_id"], text="", sha256=r["sha256"], title=r.get("title"), date=r.get("date"),
                     path=r.get("path"), encoding=r.get("encoding", "utf-8"),
-                    blocks=tuple(Block(*b) for b in r.get("blocks", ())))
+                    blocks=tuple(Block(*b) for b in r.get("blocks", ())), url=r.get("url"), author=r.get("author"),
+                    site=r.get("site"), pages=tuple(r.get("pages") or ()))
 
 
 def same_files(manifest: dict, fingerprint: str | None) -> bool:

@@ -179,7 +179,10 @@ def _fill_milvus(st, spec: str, paths, embedder: Embedder, cs: ChunkSettings, re
     if not kept and docs:
         raise NoDocuments([str(p) for p in (paths or [])])
     report = BuildReport(index_dir=Path(spec), warnings=warnings, documents=len(kept), excluded=len(docs) - len(kept))
-    versions = {d.doc_id: hashlib.sha256(f"{split_key(d, cs)}|{embedder.model_id}".encode()).hexdigest()[:32] for d in kept}
+    # A version covers what the catalog entry shows too (path, date, URL, pages…): a page whose URL
+    # changed while its text did not is written again, not listed with the old URL.
+    versions = {d.doc_id: hashlib.sha256(f"{split_key(d, cs)}|{embedder.model_id}|{_listed(d)}".encode()).hexdigest()[:32]
+                for d in kept}
     stored = st.versions()
     report.added = sorted(set(versions) - set(stored))
     report.removed = sorted(set(stored) - set(versions))
@@ -198,6 +201,11 @@ def _fill_milvus(st, spec: str, paths, embedder: Embedder, cs: ChunkSettings, re
     report.chunks = len(st)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _listed(d: Document) -> str:
+    return json.dumps([d.title, d.date, d.path, d.encoding, d.sha256, d.url, d.author, d.site, list(d.pages)],
+                      ensure_ascii=False)
 
 
 def library_state(index_dir: str | Path | None = None, store: str | None = None) -> dict:

@@ -1,13 +1,22 @@
 """The frozen records passed between stages. Offsets are character offsets into ``Document.text``:
-the file decoded with ``Document.encoding`` and no newline translation, i.e.
-``open(path, encoding=encoding, newline="").read()`` (a BOM is dropped, "\r\n" stays two characters)."""
+for .txt/.md the file decoded with ``Document.encoding`` and no newline translation, i.e.
+``open(path, encoding=encoding, newline="").read()`` (a BOM is dropped, "\r\n" stays two characters);
+for .html and .pdf the text extracted from the file (``encoding`` is then EXTRACTED_HTML or EXTRACTED_PDF)."""
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
 # Block kinds. Only "body" text is ever quoted in an answer; the rest is kept so offsets stay exact.
 BODY, TITLE, DATE, HEADING, BOILERPLATE = "body", "title", "date", "heading", "boilerplate"
+
+# Document.encoding of extracted formats: no codec gives the text back from the file's bytes; the
+# reader (rag.ingest.read_document) does.
+EXTRACTED_HTML, EXTRACTED_PDF = "html-text", "pdf-text"
+# Between two pages of a PDF's text, belonging to neither. A line break, not a form feed: a sentence
+# that runs on to the next page is then quoted like one that runs on to the next line.
+PAGE_BREAK = "\n"
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,20 @@ class Document:
     path: str | None = None
     encoding: str = "utf-8"
     blocks: tuple[Block, ...] = ()
+    url: str | None = None  # an HTML page's canonical URL, as the page states it
+    author: str | None = None
+    site: str | None = None  # the site's name (HTML)
+    pages: tuple[int, ...] = ()  # PDF: offset where each page's text starts (pages[0] == 0); () otherwise
+
+    def page_of(self, offset: int) -> int | None:
+        """The 1-based page holding character ``offset``; None for a document without pages."""
+        return page_at(self.pages, offset)
+
+
+def page_at(pages: tuple[int, ...] | list[int], offset: int) -> int | None:
+    """The 1-based page whose text holds ``offset``, given the page start offsets; None without pages.
+    A page with no text never holds an offset: the page after it (starting at the same offset) does."""
+    return max(1, bisect_right(pages, offset)) if pages else None
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,8 @@ class Citation:
     end: int
     quote: str
     encoding: str = "utf-8"  # how the source file was decoded; offsets index that text (see above)
+    page: int | None = None  # PDF: the 1-based page the quote starts on
+    url: str | None = None  # HTML: the page's URL, when it states one
 
 
 # Outcomes of a question: a confident answer, a possible answer (quoted, with its low confidence), or
@@ -109,7 +134,8 @@ class Answer:
             "confidence": round(float(self.confidence), 4),
             "citations": [
                 {"n": c.n, "source": c.doc_id, "title": c.title, "date": c.date,
-                 "start": c.start, "end": c.end, "quote": c.quote, "encoding": c.encoding}
+                 "start": c.start, "end": c.end, "quote": c.quote, "encoding": c.encoding, "page": c.page,
+                 "url": c.url}
                 for c in self.citations
             ],
             "passages": [

@@ -80,7 +80,7 @@ def test_schema_is_exact(mini_assistant):
     d = mini_assistant.ask("harbor parade visitors", k=3).to_dict()
     assert list(d) == ["question", "answer", "abstained", "outcome", "confidence", "citations", "passages", "timings_ms"]
     assert d["outcome"] in ("answer", "possible") and 0.0 <= d["confidence"] <= 1.0
-    assert list(d["citations"][0]) == ["n", "source", "title", "date", "start", "end", "quote", "encoding"]
+    assert list(d["citations"][0]) == ["n", "source", "title", "date", "start", "end", "quote", "encoding", "page", "url"]
     assert list(d["passages"][0]) == ["rank", "source", "start", "end", "score", "text", "encoding"]
     assert list(d["timings_ms"]) == ["embed", "retrieve", "answer", "total"]
     assert [p["rank"] for p in d["passages"]] == [1, 2, 3]

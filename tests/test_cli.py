@@ -30,7 +30,7 @@ def test_user_errors_are_one_line_exit_2(capsys, argv, message):
 def test_empty_folder_is_a_user_error(capsys, tmp_path):
     (tmp_path / "docs").mkdir()
     code, _, err = run(capsys, "index", str(tmp_path / "docs"), "--index-dir", str(tmp_path / "i"))
-    assert code == 2 and "No readable .txt or .md articles found" in err
+    assert code == 2 and "No readable articles (.txt, .md, .html, .pdf) found" in err
 
 
 def test_missing_model_package_says_what_to_install(monkeypatch):

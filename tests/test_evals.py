@@ -265,7 +265,7 @@ def test_predictions_follow_the_answer_schema(mini_assistant, tmp_path):
         assert r["outcome"] in ("answer", "possible", "refuse") and r["abstained"] == (r["outcome"] == "refuse")
         assert isinstance(r["confidence"], float) and 0.0 <= r["confidence"] <= 1.0
         for c in r["citations"]:
-            assert set(c) == {"n", "source", "title", "date", "start", "end", "quote", "encoding"}
+            assert set(c) == {"n", "source", "title", "date", "start", "end", "quote", "encoding", "page", "url"}
             assert isinstance(c["n"], int) and isinstance(c["start"], int) and isinstance(c["end"], int)
             assert (MINI / c["source"]).read_text(encoding="utf-8")[c["start"]:c["end"]] == c["quote"]
         for p in r["passages"]:

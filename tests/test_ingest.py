@@ -82,7 +82,7 @@ def test_seed_004_snippets_are_separate_sections():
 
 
 def test_discover_ids_are_relative_paths(corpus):
-    (corpus / "notes.pdf").write_bytes(b"%PDF")
+    (corpus / "photo.png").write_bytes(b"\x89PNG")  # not a format any reader reads
     (corpus / ".hidden.txt").write_text("secret")
     files, warnings = discover([corpus])
     assert [i for i, _ in files] == ["alpha.txt", "beta.md", "sub/gamma.txt"]

@@ -32,7 +32,7 @@ def test_uploads_are_checked(tmp_path):
     ok = tmp_path / "a.txt"
     ok.write_text("Title\n\nThe harbor parade drew visitors.\n")
     check_upload(ok, "a.txt")
-    with pytest.raises(UploadRejected, match="only .txt and .md"):
+    with pytest.raises(UploadRejected, match=r"only \.txt, \.md, \.html and \.pdf"):
         check_upload(ok, "a.exe")
     big = tmp_path / "big.txt"
     with open(big, "wb") as f:
@@ -77,7 +77,7 @@ def test_add_then_remove_an_upload(lib, tmp_path):
     bad.write_bytes(b"%PDF")
     e.embedded.clear()
     added, problems = library.add([(up, "ferry.txt"), (bad, "x.pdf")])
-    assert added == ["ferry.txt"] and problems == ["x.pdf: only .txt and .md files can be added"]
+    assert added == ["ferry.txt"] and problems == ["x.pdf: not a readable PDF (PdfStreamError: Stream has ended unexpectedly)"]
     # only the new file was embedded: its one passage (with title) and its one sentence
     assert e.embedded == ["Ferry news\nThe harbor ferry carries 900 visitors a day.", "The harbor ferry carries 900 visitors a day."]
     a = load(library)

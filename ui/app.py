@@ -180,7 +180,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
     def upload(files, progress=gr.Progress()):
         files = files or []
         if not files:
-            raise gr.Error("Choose one or more .txt or .md files first.")
+            raise gr.Error("Choose one or more .txt, .md, .html or .pdf files first.")
         progress(0.1, desc="Checking and indexing…")
         pairs = [(Path(f), Path(f).name) for f in (files if isinstance(files, list) else [files])]
 
@@ -284,7 +284,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
             # No file_types filter: the browser would refuse a whole batch for one wrong file; each
             # file is checked on its own, and the status says which were refused and why.
             files = gr.File(file_count="multiple", type="filepath", elem_id="rag-files",
-                            label="Add .txt or .md articles (10 MB each at most)")
+                            label="Add .txt, .md, .html or .pdf articles (10 MB each at most)")
             add_btn = gr.Button("Add to library", elem_id="rag-add")
             with gr.Row(equal_height=False):
                 with gr.Column(min_width=260):

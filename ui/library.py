@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Callable
 
 from rag.errors import DocumentNotFound, RagError
-from rag.ingest import decode
+from rag.ingest import READERS, Unreadable, decode
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-ALLOWED = (".txt", ".md")
+ALLOWED = tuple(READERS)  # every format `rag index` reads: .txt, .md, .markdown, .html, .htm, .pdf
+KINDS = ".txt, .md, .html and .pdf"
 TRASH_PREFIX = ".removing-"  # a file being removed waits under this hidden name, which discover() skips
 REMOVED_DIR = ".removed"  # removed uploads are kept here (hidden: never indexed) so the page can restore them
 
@@ -83,15 +84,22 @@ def safe_name(name: str) -> str:
 
 
 def check_upload(path: Path, name: str) -> str:
-    """The decoded text of ``path``. Raises UploadRejected unless it is a text article of an allowed
-    type and size with something besides blank space in it."""
+    """The text of ``path`` as the index will hold it (decoded, or extracted from HTML and PDF).
+    Raises UploadRejected unless it is an article of an allowed type and size with something besides
+    blank space in it."""
     if not name.lower().endswith(ALLOWED):
-        raise UploadRejected(f"{name}: only .txt and .md files can be added")
+        raise UploadRejected(f"{name}: only {KINDS} files can be added")
     size = path.stat().st_size
     if size > MAX_UPLOAD_BYTES:
         raise UploadRejected(f"{name}: {size / 2**20:.1f} MB is over the 10 MB limit")
     if size == 0:
         raise UploadRejected(f"{name}: the file is empty")
+    reader = READERS[next(s for s in ALLOWED if name.lower().endswith(s))]
+    if reader.__name__.endswith((".html", ".pdf")):
+        try:  # the extractor's verdict now, rather than "skipped by the indexer" after a build
+            return reader.read(path.read_bytes(), name, str(path))[0].text
+        except Unreadable as e:
+            raise UploadRejected(f"{name}: {e}") from None
     try:
         text, _ = decode(path.read_bytes())
     except UnicodeError:

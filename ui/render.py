@@ -5,7 +5,9 @@ from __future__ import annotations
 import html
 import re
 
-from rag.types import ANSWER, REFUSE, Answer
+from urllib.parse import urlsplit
+
+from rag.types import ANSWER, PAGE_BREAK, REFUSE, Answer
 
 CONTEXT_CHARS = 240  # characters of article shown around a quote in the sources panel
 
@@ -93,10 +95,13 @@ def sources_html(answer: Answer, store) -> str:
         around = (("…" if lo else "") + _esc(text[lo:c.start]) + f'<mark class="rag-quote" data-n="{c.n}">'
                   + _esc(text[c.start:c.end]) + "</mark>" + _esc(text[c.end:hi]) + ("…" if hi < len(text) else ""))
         meta = " · ".join(_esc(x) for x in (c.title or "(untitled)", c.date or "undated", c.doc_id))
+        page = f" · page {c.page}" if c.page is not None else ""
         score = f' · passage score {scores[c.n]:.3f}' if c.n in scores else ""
+        link = _link(c.url)
         cards.append(f'<div class="rag-card" id="cite-{c.n}"><div class="rag-label">[{c.n}]</div>'
-                     f'<div class="rag-meta">{meta}{score} · chars {c.start}–{c.end}</div>'
-                     f'<div class="rag-text">{around}</div></div>')
+                     f'<div class="rag-meta">{meta}{page}{score} · chars {c.start}–{c.end}</div>'
+                     + (f'<div class="rag-meta rag-url">{link}</div>' if link else "")
+                     + f'<div class="rag-text">{around}</div></div>')
     head = f'<div class="rag-sources-head">{confidence_badge(answer)}</div>'
     return '<div class="rag-sources">' + head + "".join(cards) + "</div>"
 
@@ -109,13 +114,52 @@ def article_html(store, doc_id: str | None, start: int | None = None, end: int |
     if doc is None:
         return '<div class="rag-article rag-missing">Article not found.</div>'
     text = doc.text
+    byline = [x for x in (doc.author, doc.site) if x]
+    meta = " · ".join(_esc(x) for x in (doc.date or "undated", *byline, doc.doc_id))
+    pages = f" · {len(doc.pages)} page{'s' if len(doc.pages) != 1 else ''}" if doc.pages else ""
+    link = _link(doc.url)
     head = (f'<div class="rag-article-title">{_esc(doc.title or "(untitled)")}</div>'
-            f'<div class="rag-meta">{_esc(doc.date or "undated")} · {_esc(doc.doc_id)}</div>')
-    if start is not None and end is not None and 0 <= start < end <= len(text):
-        body = _esc(text[:start]) + f'<mark id="rag-highlight" class="{mark_class}">' + _esc(text[start:end]) + "</mark>" + _esc(text[end:])
-    else:
-        body = _esc(text)
+            f'<div class="rag-meta">{meta}{pages}</div>' + (f'<div class="rag-meta rag-url">{link}</div>' if link else ""))
+    if not (start is not None and end is not None and 0 <= start < end <= len(text)):
+        start = end = None
+    body = _article_body(text, doc.pages, start, end, mark_class)
     return f'<div class="rag-article">{head}<div class="rag-article-text">{body}</div></div>'
+
+
+def _article_body(text: str, pages, start: int | None, end: int | None, mark_class: str) -> str:
+    """The escaped text with [start, end) marked and, for a PDF, a "Page n" marker where each page
+    starts (in place of the line break that separates it from the page before)."""
+    cuts: dict[int, list[str]] = {}
+    skip: set[int] = set()  # positions of page-separating line breaks the markers replace
+    for n, at in enumerate(pages or (), start=1):
+        cuts.setdefault(at, []).append(f'<span class="rag-page-break" data-page="{n}">Page {n}</span>')
+        if n > 1 and at > 0 and text[at - 1:at] == PAGE_BREAK:
+            skip.add(at - 1)
+    if start is not None:
+        # The mark closes before a page marker at its end and opens after one at its start.
+        cuts.setdefault(end, []).insert(0, "</mark>")
+        cuts.setdefault(start, []).append(f'<mark id="rag-highlight" class="{mark_class}">')
+    out, pos = [], 0
+    for at in sorted(cuts):
+        out.append(_esc("".join(ch for i, ch in enumerate(text[pos:at], start=pos) if i not in skip)))
+        out.extend(cuts[at])
+        pos = at
+    out.append(_esc(text[pos:]))
+    return "".join(out)
+
+
+def _link(url: str | None) -> str:
+    """A page's URL as a link that opens in a new tab without access to this page; only http(s)
+    URLs are links (a page could state a javascript: URL), anything else is shown as text."""
+    if not url:
+        return ""
+    try:
+        scheme = urlsplit(url.strip()).scheme.lower()
+    except ValueError:  # "http://[" and the like
+        scheme = ""
+    if scheme not in ("http", "https"):
+        return _esc(url)
+    return f'<a href="{_esc(url.strip())}" target="_blank" rel="noopener noreferrer">{_esc(url)}</a>'
 
 
 CLOSEST = "Closest passage, not an answer: the articles don't answer this question."
@@ -201,6 +245,9 @@ mark.rag-quote { background: #fde68a; padding: 1px 2px; border-radius: 3px; }
 a.rag-cite-link { font-weight: 700; color: #1d4ed8; text-decoration: none; white-space: nowrap; }
 a.rag-cite-link:hover, a.rag-cite-link:focus { text-decoration: underline; }
 .rag-article-title { font-weight: 700; }
+.rag-page-break { display: block; margin: 10px 0 6px; border-top: 1px dashed #9ca3af; font-size: 0.8em;
+                  color: #6b7280; }
+.rag-page-break:first-child { margin-top: 0; border-top: none; }
 mark.rag-passage { background: #e5e7eb; padding: 1px 2px; border-radius: 3px; }
 .rag-closest { background: #fef3c7; border: 1px solid #f59e0b; border-radius: 8px; padding: 6px 10px; }
 table.rag-library { width: 100%; table-layout: fixed; border-collapse: collapse; font-size: 0.9em; }

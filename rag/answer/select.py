@@ -16,7 +16,7 @@ from rag.answer.model import AnswerModel
 from rag.config import Settings
 from rag.store.base import Store
 from rag.text import leans_on_previous, offers
-from rag.types import ANSWER, POSSIBLE, REFUSE, Answer, Citation, Hit
+from rag.types import ANSWER, POSSIBLE, REFUSE, Answer, Citation, Hit, page_at
 
 RUNNER_UP = 0.75  # a second sentence is quoted when its probability is at least this share of the best's
 MARKER = len(" [1]") + 1  # what each quote adds to the answer text besides itself: its marker and a space
@@ -129,4 +129,4 @@ class ExtractiveAnswerer:
         rec = self.store.sentence(sid)
         info = self.store.info(rec.doc_id)
         return Citation(n=n, doc_id=rec.doc_id, title=info.title, date=info.date, start=rec.start, end=rec.end,
-                        quote=rec.text, encoding=info.encoding)
+                        quote=rec.text, encoding=info.encoding, page=page_at(info.pages, rec.start), url=info.url)

@@ -47,6 +47,10 @@ class DocInfo:
     chars: int
     bytes: int
     passages: int
+    url: str | None = None  # HTML: the page's canonical URL
+    author: str | None = None
+    site: str | None = None
+    pages: tuple[int, ...] = ()  # PDF: start offset of each page (see Document.pages)
 
 
 class Store(Protocol):

@@ -19,7 +19,7 @@ class LocalStore:
         counts = np.bincount(index.chunks[:, C_DOC], minlength=len(index.docs)) if len(index.chunks) \
             else np.zeros(len(index.docs), int)
         self._infos = {d.doc_id: DocInfo(d.doc_id, d.title, d.date, d.path, d.encoding, d.sha256, index.chars[i],
-                                         index.texts.bytes(i), int(counts[i]))
+                                         index.texts.bytes(i), int(counts[i]), d.url, d.author, d.site, d.pages)
                        for i, d in enumerate(index.docs)}
 
     @property

@@ -252,7 +252,8 @@ class MilvusStore:
         rows = self.client.query(self._c("texts"), filter=f"doc_id == {_quote(doc_id)} and version == {_quote(version)}",
                                  output_fields=["part", "text"], consistency_level=CONSISTENCY)
         text = "".join(r["text"] for r in sorted(rows, key=lambda r: r["part"]))
-        return Document(doc_id, text, info.sha256, info.title, info.date, info.path, info.encoding)
+        return Document(doc_id, text, info.sha256, info.title, info.date, info.path, info.encoding, url=info.url,
+                        author=info.author, site=info.site, pages=tuple(info.pages))
 
     def _visible(self, doc_id: str, version: str) -> bool:
         return self._versions.get(doc_id) == version
@@ -472,7 +473,8 @@ class MilvusStore:
                                   "part": n, "text": doc.text[at:at + TEXT_PART], "dense": dummy}
                                  for n, at in enumerate(range(0, max(len(doc.text), 1), TEXT_PART))]
             info = DocInfo(doc.doc_id, doc.title, doc.date, doc.path, doc.encoding, doc.sha256, len(doc.text),
-                           len(doc.text.encode("utf-8", "surrogatepass")), int(c_bounds[d_i + 1] - c_bounds[d_i]))
+                           len(doc.text.encode("utf-8", "surrogatepass")), int(c_bounds[d_i + 1] - c_bounds[d_i]),
+                           doc.url, doc.author, doc.site, doc.pages)
             commits.append({"doc_id": doc.doc_id, "version": version,
                             "info": json.dumps(info.__dict__, ensure_ascii=False), "dense": dummy})
             if sum(len(rows) for rows in pending.values()) >= WRITE_BATCH or len(commits) >= COLLECT_BATCH:

@@ -252,8 +252,8 @@ def test_upload_status_tells_the_truth_file_by_file(site, browser):
     good = tmp / "up" / "ferry.txt"
     good.parent.mkdir()
     good.write_text("Ferry news\n\nThe harbor ferry carries 900 visitors a day.\n", encoding="utf-8")
-    page_file = tmp / "up" / "page.html"
-    page_file.write_text("<html><body><p>A web page.</p></body></html>", encoding="utf-8")
+    page_file = tmp / "up" / "sheet.xlsx"
+    page_file.write_bytes(b"PK\x03\x04")
     tricky = tmp / "up" / "# Heading [link](x.y).md"
     tricky.write_bytes(b"")
     page = open_page(browser, site)
@@ -264,7 +264,7 @@ def test_upload_status_tells_the_truth_file_by_file(site, browser):
     expect(status).to_contain_text("Added ferry.txt.", timeout=60_000)
     assert status.locator("p").all_inner_texts() == [
         "Added ferry.txt.",
-        "page.html: only .txt and .md files can be added",
+        "sheet.xlsx: only .txt, .md, .html and .pdf files can be added",
         "# Heading [link](x.y).md: the file is empty",
     ]
     assert status.locator("h1, h2, a").count() == 0  # the name is text, not Markdown

@@ -68,7 +68,7 @@ def test_upload_is_cited_and_removal_makes_it_disappear(tmp_path, seed_index, la
         bad = tmp_path / "photo.png"
         bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
         *_, status = c.predict([handle_file(str(bad))], api_name="/upload")  # refused by type; the server stays up
-        assert status == "<p>Nothing was added.</p><p>photo.png: only .txt and .md files can be added</p>"
+        assert status == "<p>Nothing was added.</p><p>photo.png: only .txt, .md, .html and .pdf files can be added</p>"
         assert c.predict(question, api_name="/ask")["passages"]
     assert sorted(p.name for p in (tmp_path / "library").iterdir()) == [".removed"]
     assert [p.name for p in (tmp_path / "library" / ".removed").iterdir()] == ["wuhu_robots.txt"]  # restorable

@@ -1,23 +1,22 @@
-"""Paths -> list[Document].
+"""Plain-text bytes -> Document: decoding, and the line classifier the .txt, .md and .pdf readers share.
 
-Reads .txt/.md files, decodes them, and classifies every line (title, date, heading, boilerplate,
-body) without changing the text: block offsets index ``Document.text`` exactly as decoded.
+Every line is classified (title, date, heading, boilerplate, body) without changing the text: block
+offsets index ``Document.text`` exactly as decoded.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date as _date
-from pathlib import Path
-from typing import Collection
 
-from rag.errors import NoDocuments, PathNotFound
 from rag.types import BODY, BOILERPLATE, DATE, HEADING, TITLE, Block, Document
 
-SUFFIXES = (".txt", ".md", ".markdown")
-MAX_FILE_BYTES = 20 * 1024 * 1024  # ~3 million words: far beyond an article; split larger files
+SUFFIXES = (".txt",)
+
+
+class Unreadable(ValueError):
+    """A file its reader cannot make an article of; the message says why (ingest warns and skips it)."""
 
 _MONTHS = {m: i + 1 for i, m in enumerate(
     ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}
@@ -54,50 +53,6 @@ _WRAP_SLACK = 15  # ... if the next line is not longer than it by more than a lo
 _BULLET = re.compile(r"^([-*+•·▪◦‣–—]|\d{1,3}[.)]|[A-Za-z]\))\s+")
 
 
-@dataclass
-class IngestReport:
-    documents: list[Document] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-def discover(paths: list[str | Path]) -> tuple[list[tuple[str, Path]], list[str]]:
-    """(doc_id, file) pairs under ``paths``, sorted; doc_id is the path relative to the given folder.
-
-    Raises:
-        PathNotFound: a given path does not exist.
-    """
-    found: dict[str, Path] = {}
-    warnings: list[str] = []
-    for root in map(Path, paths):
-        if not root.exists():
-            raise PathNotFound(str(root))
-        if root.is_file():
-            candidates = [(root.name, root)]
-        else:
-            candidates = []
-            # os.walk without followlinks cannot loop on a symlinked directory cycle.
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    if name.startswith("."):
-                        continue
-                    p = Path(dirpath, name)
-                    candidates.append((p.relative_to(root).as_posix(), p))
-        for doc_id, p in candidates:
-            if not p.name.lower().endswith(SUFFIXES):
-                if root.is_file():
-                    warnings.append(f"{p}: skipped, not a .txt or .md file")
-                continue
-            # Two folders holding the same relative path: the later one is named after its folder
-            # (and numbered if even that is taken), so neither file is silently dropped.
-            name, n = doc_id, 1
-            while doc_id in found and found[doc_id].resolve() != p.resolve():
-                n += 1
-                doc_id = f"{root.name}/{name}" if n == 2 else f"{root.name}-{n - 1}/{name}"
-            found[doc_id] = p
-    return sorted(found.items()), warnings
-
-
 def decode(data: bytes) -> tuple[str, str]:
     """(text, encoding): UTF-8, UTF-8 with BOM, UTF-16 with BOM, then Windows-1252, then latin-1.
 
@@ -123,68 +78,24 @@ def decode(data: bytes) -> tuple[str, str]:
     return data.decode("latin-1"), "latin-1"
 
 
-def read_document(path: Path, doc_id: str) -> tuple[Document, list[str]]:
-    """One decoded, classified document and the warnings it raised.
+def read(data: bytes, doc_id: str, path: str | None = None, markdown: bool = False) -> tuple[Document, list[str]]:
+    """A plain-text (or, with ``markdown``, Markdown) file's bytes as a classified Document, and the
+    warnings it raised (an encoding other than UTF-8).
 
     Raises:
-        OSError: the file cannot be read.
-        UnicodeError: the file looks binary.
+        UnicodeError: the bytes look binary.
     """
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise OSError(f"larger than {MAX_FILE_BYTES // 2**20} MB; split it into smaller files")
-    data = path.read_bytes()
     text, encoding = decode(data)
     warnings = []
     if encoding not in ("utf-8", "utf-8-sig"):
         name = {"cp1252": "Windows-1252"}.get(encoding, encoding)
         warnings.append(f"{path}: not UTF-8, decoded as {name}")
-    return parse(text, doc_id, sha256=hashlib.sha256(data).hexdigest(), path=str(path), encoding=encoding), warnings
-
-
-def ingest(paths: list[str | Path], keep: Collection[str] = ()) -> IngestReport:
-    """Every readable article under ``paths``; unreadable files become warnings, not errors.
-
-    Of files with the same text only one is indexed: the one whose doc_id is in ``keep`` (the
-    documents already indexed), else the first by name, so a new copy never displaces the original.
-
-    Raises:
-        PathNotFound: a given path does not exist.
-        NoDocuments: nothing readable was found.
-    """
-    files, warnings = discover(paths)
-    report = IngestReport(warnings=warnings)
-    seen: dict[str, str] = {}  # sha256 -> doc_id: the same text under two names would be cited twice
-    keep = set(keep)
-    for doc_id, path in sorted(files, key=lambda f: f[0] not in keep):  # stable: by name within each group
-        try:
-            doc, warns = read_document(path, doc_id)
-        except (OSError, UnicodeError) as e:
-            if isinstance(e, FileNotFoundError):
-                reason = "it disappeared while indexing"
-            elif isinstance(e, OSError) and e.strerror:
-                reason = e.strerror
-            else:
-                reason = str(e)
-            report.warnings.append(f"{path}: skipped, {reason}")
-            continue
-        report.warnings.extend(warns)
-        if not any(b.kind == BODY for b in doc.blocks):
-            report.warnings.append(f"{path}: skipped, no article text in it")
-            continue
-        if doc.sha256 in seen:
-            report.warnings.append(f"{path}: skipped, same text as {seen[doc.sha256]}")
-            continue
-        seen[doc.sha256] = doc_id
-        report.documents.append(doc)
-    report.documents.sort(key=lambda d: d.doc_id)
-    if not report.documents:
-        raise NoDocuments([str(p) for p in paths])
-    return report
+    doc = parse(text, doc_id, sha256=hashlib.sha256(data).hexdigest(), path=path, encoding=encoding, markdown=markdown)
+    return doc, warnings
 
 
 def parse(text: str, doc_id: str, sha256: str = "", path: str | None = None, encoding: str = "utf-8",
-          title: str | None = None) -> Document:
+          title: str | None = None, markdown: bool | None = None) -> Document:
     """Classify the lines of ``text`` into blocks; find its title and date.
 
     A title is taken only where one is marked: a Markdown ``#`` heading or a tagged headline
@@ -192,10 +103,12 @@ def parse(text: str, doc_id: str, sha256: str = "", path: str | None = None, enc
     a dateline, or ``title`` given by the caller (a dataset field). Everything else that is not
     furniture is body text, so a one-line file is indexed. Consecutive body lines are one block when
     a line does not end a sentence (hard-wrapped paragraphs), so a sentence may span lines.
+    ``markdown`` None: Markdown when ``doc_id`` ends in .md or .markdown.
     """
     if not sha256:
         sha256 = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    markdown = doc_id.lower().endswith((".md", ".markdown"))
+    if markdown is None:
+        markdown = doc_id.lower().endswith((".md", ".markdown"))
     lines = _lines(text)
     blocks: list[Block] = []
     found_title = found_date = None
