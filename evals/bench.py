@@ -572,6 +572,7 @@ def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None, only
     from rag.pipeline import build
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    sizes_given = sizes  # the stores step takes the sizes asked for, with its own default
     sizes = sizes or ([10_000] if quick else [10_000, 100_000, 1_000_000])
     results: dict = {"machine": machine(), "quick": quick, "goals": GOALS}
     with tempfile.TemporaryDirectory() as tmp:
@@ -583,7 +584,8 @@ def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None, only
                  ("throughput", lambda: bench_throughput(index_dir, out_dir, ((1, 8), (4, 8)) if quick else THROUGHPUT_LEVELS)),
                  ("scale", lambda: bench_scale(sizes)),
                  ("library", lambda: bench_library(LIBRARY_MB[:1] if quick else LIBRARY_MB, repeats=1 if quick else 3)),
-                 ("stores", lambda: bench_stores(STORE_SIZES[:1] if quick else STORE_SIZES, stores or STORE_KINDS))]
+                 ("stores", lambda: bench_stores(STORE_SIZES[:1] if quick else (sizes_given or STORE_SIZES),
+                                                 stores or STORE_KINDS))]
         for name, step in steps:
             if only and name not in only:
                 continue

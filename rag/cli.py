@@ -67,8 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Benchmark. Example: rag bench --quick --out .rag/bench")
     p.add_argument("-q", "--quick", action="store_true", help="small sizes only (a smoke run)")
     p.add_argument("-o", "--out", default=".rag/bench", help="where bench.json and bench.md go")
-    p.add_argument("-s", "--sizes", default=None, help="comma-separated synthetic corpus sizes (default 10000,100000,1000000)")
-    p.add_argument("--only", default=None, help="comma-separated steps: latency,build,startup,throughput,scale")
+    p.add_argument("-s", "--sizes", default=None, help="comma-separated synthetic corpus sizes, in passages (scale: default "
+                   "10000,100000,1000000; stores: 10000,100000)")
+    p.add_argument("--only", default=None, help="comma-separated steps: latency,build,startup,throughput,scale,library,stores")
+    p.add_argument("--store", default=None, help="comma-separated stores for the stores step: local,milvus-lite (default both)")
 
     p = sub.add_parser("docs", help="list the indexed documents", description="List indexed documents. Example: rag docs")
     _index_dir_arg(p)
@@ -237,7 +239,10 @@ def cmd_bench(args) -> int:
     only = args.only.split(",") if args.only else None
     if only and set(only) - set(bench.STEPS):
         raise RagError(f"--only takes {', '.join(bench.STEPS)} (got {args.only!r})")
-    results = bench.run(Path(args.out), quick=args.quick, sizes=sizes, only=only)
+    stores = args.store.split(",") if args.store else None
+    if stores and set(stores) - set(bench.STORE_KINDS):
+        raise RagError(f"--store takes {', '.join(bench.STORE_KINDS)} (got {args.store!r})")
+    results = bench.run(Path(args.out), quick=args.quick, sizes=sizes, only=only, stores=stores)
     if only:
         print(json.dumps({k: results[k] for k in only}, indent=1))
     else:
