@@ -262,7 +262,7 @@ def _scale_build(n: int, where: Path) -> dict:
     import bm25s
     import faiss
 
-    from rag.index import make_vector_index
+    from rag.store.dense import make_vector_index
 
     t0 = time.perf_counter()
     vecs = _vectors(n, seed=1)
@@ -296,7 +296,7 @@ def _scale_query(n: int, where: Path) -> dict:
     import faiss
 
     from rag.config import Settings
-    from rag.index import NPROBE
+    from rag.store.dense import NPROBE
     from rag.retrieve import fuse
 
     faiss.omp_set_num_threads(1)

@@ -19,7 +19,9 @@ from typing import Sequence
 import numpy as np
 
 from rag import chunk as chunking
-from rag import index as storage
+from rag.store import generations as storage
+from rag.store import excluded as removals
+from rag.store import lock, reuse, sparse
 from rag.answer import AnswerModel, ExtractiveAnswerer
 from rag.config import ChunkSettings, Settings, default_cache_dir, default_index_dir, whole_number
 from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, indexing_embedder
@@ -72,19 +74,19 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
     export_warnings: list[str] = []  # the ONNX export failed: the build embeds with sentence-transformers
     embedder = embedder or indexing_embedder(default_cache_dir(), export_warnings.append)
     if store not in (None, "", "local"):
-        with storage.BuildLock(index_dir, timeout=lock_timeout):
+        with lock.BuildLock(index_dir, timeout=lock_timeout):
             report = _build_milvus(store, paths, embedder, chunk_settings, rebuild, documents, remove, include_removed, t0,
                                    unexclude)
         report.warnings += export_warnings
         return report
-    with storage.BuildLock(index_dir, timeout=lock_timeout):
+    with lock.BuildLock(index_dir, timeout=lock_timeout):
         storage.collect_garbage(index_dir)
         old_manifest = _manifest_or_none(index_dir)
         old = old_manifest or {}
         paths, sources, docs, warnings = _gather(paths, documents, old.get("sources"), old.get("documents", {}))
-        excluded = _excluded(set() if include_removed else storage.read_excluded(index_dir), remove, unexclude)
+        excluded = _excluded(set() if include_removed else removals.read_excluded(index_dir), remove, unexclude)
         if include_removed or remove or unexclude:
-            storage.write_excluded(index_dir, excluded)
+            removals.write_excluded(index_dir, excluded)
         kept = [d for d in docs if not (d.path and str(Path(d.path).resolve()) in excluded)]
         if not kept and docs:
             raise NoDocuments([str(p) for p in (paths or [])])
@@ -98,7 +100,7 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         same_settings = old_manifest is not None and old_manifest["model"]["id"] == embedder.model_id \
             and old_manifest["chunker"] == chunk_settings.to_dict() and old_manifest.get("tokenizer") == TOKENIZER_VERSION \
             and old_manifest.get("splitter") == storage.SPLITTER_VERSION \
-            and storage.same_files(old_manifest, getattr(embedder, "fingerprint", None))
+            and reuse.same_files(old_manifest, getattr(embedder, "fingerprint", None))
         if not rebuild and same_settings and not (report.added or report.removed or report.changed) \
                 and old_manifest.get("sources") == sources:
             report.up_to_date = True
@@ -107,9 +109,9 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
             report.seconds = time.perf_counter() - t0
             return report
 
-        reuse = {} if rebuild else storage.previous_vectors(index_dir, embedder.model_id, getattr(embedder, "fingerprint", None))
-        previous = storage.NOTHING_PREVIOUS if rebuild else storage.previous_splits(index_dir)
-        data = _assemble(docs, embedder, chunk_settings, reuse, report, previous)
+        old_vectors = {} if rebuild else reuse.previous_vectors(index_dir, embedder.model_id, getattr(embedder, "fingerprint", None))
+        previous = reuse.NOTHING_PREVIOUS if rebuild else reuse.previous_splits(index_dir)
+        data = _assemble(docs, embedder, chunk_settings, old_vectors, report, previous)
         data = storage.IndexData(**{**data.__dict__, "sources": sources,
                                     "model_fingerprint": getattr(embedder, "fingerprint", None)})
         storage.write(index_dir, data)
@@ -168,7 +170,7 @@ def _fill_milvus(st, spec: str, paths, embedder: Embedder, cs: ChunkSettings, re
               "chunker": cs.to_dict(), "tokenizer": TOKENIZER_VERSION, "splitter": storage.SPLITTER_VERSION}
     recorded = {**old, "model": {k: v for k, v in (old.get("model") or {}).items() if k != "fingerprint"}}
     if rebuild or not old or any(recorded.get(k) != v for k, v in wanted.items()) \
-            or not storage.same_files(old, getattr(embedder, "fingerprint", None)):
+            or not reuse.same_files(old, getattr(embedder, "fingerprint", None)):
         st.create(embedder.dim)
         st.refresh()
         old = {}
@@ -219,7 +221,7 @@ def library_state(index_dir: str | Path | None = None, store: str | None = None)
         index_dir = Path(index_dir) if index_dir else default_index_dir()
         manifest = storage.read_manifest(index_dir)[1]
         return {"sources": list(manifest.get("sources") or []), "documents": dict(manifest.get("documents") or {}),
-                "excluded": storage.read_excluded(index_dir)}
+                "excluded": removals.read_excluded(index_dir)}
     from rag.store.milvus import MilvusStore
 
     st = MilvusStore(store)
@@ -243,8 +245,8 @@ def _manifest_or_none(index_dir: Path) -> dict | None:
 
 
 def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
-              reuse: dict[str, tuple[np.ndarray, np.ndarray]], report: BuildReport,
-              previous: storage.Previous = storage.NOTHING_PREVIOUS) -> storage.IndexData:
+              old_vectors: dict[str, tuple[np.ndarray, np.ndarray]], report: BuildReport,
+              previous: reuse.Previous = reuse.NOTHING_PREVIOUS) -> storage.IndexData:
     dim = embedder.dim
     chunk_blocks: list[np.ndarray] = []  # per document: its rows
     sent_blocks: list[np.ndarray] = []
@@ -284,7 +286,7 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
             sentence_texts = _sentence_texts(doc, sent_rows)
             key = embed_key(texts, sentence_texts)
         keys.append(key)
-        cached = reuse.get(key)
+        cached = old_vectors.get(key)
         if cached is not None and len(cached[0]) == len(chunk_rows) and len(cached[1]) == len(sent_rows):
             chunk_vecs.append(cached[0])
             sent_vecs.append(cached[1])
@@ -306,7 +308,7 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
         block = vectors[at:at + count]
         at += count
         (chunk_vecs if kind == "c" else sent_vecs)[pos] = block
-    carried = previous.terms.moved(moved) if previous.terms is not None and taken else storage.NO_POSTINGS
+    carried = previous.terms.moved(moved) if previous.terms is not None and taken else sparse.NO_POSTINGS
     empty = np.zeros((0, dim), np.float32)
     return storage.IndexData(
         docs=docs,
@@ -314,7 +316,7 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
         sentences=np.concatenate(sent_blocks or [np.zeros((0, 4), np.int64)]),
         chunk_vectors=np.asarray(np.concatenate([v for v in chunk_vecs if v is not None] or [empty]), np.float32),
         sentence_vectors=np.asarray(np.concatenate([v for v in sent_vecs if v is not None] or [empty]), np.float32),
-        passage_terms=carried + storage.Postings.of(fresh_tokens, fresh_rows), model_id=embedder.model_id, dim=dim,
+        passage_terms=carried + sparse.Postings.of(fresh_tokens, fresh_rows), model_id=embedder.model_id, dim=dim,
         chunk_settings=cs, sources=[], embed_keys=tuple(keys), split_keys=tuple(split_keys),
     )
 

@@ -11,7 +11,7 @@ import pytest
 
 from fakes import KeywordEmbedder
 from rag import embed
-from rag import index as storage
+from rag.store import generations as storage
 from rag import pipeline
 
 DIM = 384  # OnnxEmbedder.dim: the tiny graph returns vectors of the real model's width

@@ -296,7 +296,7 @@ def test_a_new_url_with_the_same_text_is_listed_by_the_next_build(tmp_path, kind
 
 def test_an_index_written_before_these_fields_still_loads(tmp_path):
     """docs.jsonl records without url/pages (older indexes) read as a document without them."""
-    from rag import index as storage
+    from rag.store import generations as storage
 
     e = KeywordEmbedder()
     build([MINI], tmp_path / "idx", embedder=e)

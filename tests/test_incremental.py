@@ -9,7 +9,8 @@ import pytest
 
 from fakes import HashEmbedder, KeywordEmbedder, rule_model
 from rag import chunk as chunking
-from rag import index as storage
+from rag.store import generations as storage
+from rag.store import sparse
 from rag.config import ChunkSettings, Settings
 from rag.ingest import parse
 from rag.pipeline import Assistant, build, split_key
@@ -172,8 +173,8 @@ def test_an_index_without_split_keys_splits_again_once(tmp_path, split_calls):
     manifest = json.loads((gen / "manifest.json").read_text())
     for entry in manifest["documents"].values():
         del entry["split"]
-    del manifest["files"][storage.TERM_COUNTS]
-    (gen / storage.TERM_COUNTS).unlink()
+    del manifest["files"][sparse.TERM_COUNTS]
+    (gen / sparse.TERM_COUNTS).unlink()
     (gen / "manifest.json").write_text(json.dumps(manifest))
     split_calls.clear()
 
@@ -228,7 +229,7 @@ def test_bm25_index_scores_as_bm25s_does_bit_for_bit(seed):
     words = [f"w{i}" for i in range(300)]
     tokens = [[words[int(min(i, 299))] for i in rng.zipf(1.3, size=int(rng.integers(0, 40)))]
               for _ in range(int(rng.integers(1, 200)))]
-    ours, counts = storage.bm25_index(storage.Postings.of(tokens, range(len(tokens))), len(tokens))
+    ours, counts = sparse.bm25_index(sparse.Postings.of(tokens, range(len(tokens))), len(tokens))
     ref, vocab = _bm25s_scores(tokens)
     assert set(ours.vocab_dict) == vocab and ours.scores["num_docs"] == len(tokens)
     mine = _scores(ours)
@@ -249,10 +250,10 @@ def bm25s_get(tokens, query):
 def test_postings_moved_and_added_equal_postings_made_at_once():
     a = [["ferry", "harbor", "ferry"], [], ["mill", "loom"], ["algae", "lake"]]
     b = [["apple", "cider", "harbor"], ["zebra"]]
-    p = storage.Postings.of(a, range(4))
+    p = sparse.Postings.of(a, range(4))
     # passages 1 and 2 are dropped (with "loom", "mill" and ""), 0 and 3 move to 2 and 0
-    together = p.moved(np.array([2, -1, -1, 0])) + storage.Postings.of(b, [1, 3])
-    expected = storage.Postings.of([a[3], b[0], a[0], b[1]], range(4))
+    together = p.moved(np.array([2, -1, -1, 0])) + sparse.Postings.of(b, [1, 3])
+    expected = sparse.Postings.of([a[3], b[0], a[0], b[1]], range(4))
     assert together.vocab == expected.vocab == ("algae", "apple", "cider", "ferry", "harbor", "lake", "zebra")
     for name in ("term", "passage", "tf"):
         assert np.array_equal(getattr(together, name), getattr(expected, name)), name
@@ -272,8 +273,8 @@ def test_postings_of_many_moved_passages_and_a_few_new_ones(seed):
         kept = kept[100:] + kept[:100]
     new_row = np.full(300, -1)
     new_row[kept] = np.arange(250)
-    together = storage.Postings.of(old, range(300)).moved(new_row) + storage.Postings.of(fresh, [250, 251, 252])
-    expected = storage.Postings.of([old[p] for p in kept] + fresh, range(253))
+    together = sparse.Postings.of(old, range(300)).moved(new_row) + sparse.Postings.of(fresh, [250, 251, 252])
+    expected = sparse.Postings.of([old[p] for p in kept] + fresh, range(253))
     assert together.vocab == expected.vocab
     for name in ("term", "passage", "tf"):
         assert np.array_equal(getattr(together, name), getattr(expected, name)), name

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from fakes import HashEmbedder, KeywordEmbedder, rule_model
-from rag import index as storage
+from rag.store import generations as storage
+from rag.store import lock
 from rag.config import ChunkSettings, Settings
 from rag.errors import EmbedderMismatch, IndexCorrupt, IndexLocked, IndexNotFound
 from rag.pipeline import Assistant, build
@@ -162,7 +163,7 @@ def test_other_embedder_is_refused(built):
 
 def test_second_writer_is_refused_while_the_lock_is_held(built):
     corpus, idx_dir, embedder = built
-    with storage.BuildLock(idx_dir):
+    with lock.BuildLock(idx_dir):
         with pytest.raises(IndexLocked, match="Another `rag index`"):
             build([corpus], idx_dir, embedder=embedder, rebuild=True)
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from fakes import KeywordEmbedder
-from rag import index as storage
+from rag.store import generations as storage
+from rag.store import excluded as removals
 from rag import pipeline
 from rag.errors import RagError
 from rag.pipeline import Assistant, build
@@ -101,7 +102,7 @@ def test_removing_a_source_document_keeps_the_file(lib, corpus):
     assert [d.doc_id for d in load(library).store.catalog()] == ["alpha.txt", "sub/gamma.txt"]
     build(None, library.index_dir, embedder=e, include_removed=True)
     assert [d.doc_id for d in load(library).store.catalog()] == ["alpha.txt", "beta.md", "sub/gamma.txt"]
-    assert storage.read_excluded(library.index_dir) == set()
+    assert removals.read_excluded(library.index_dir) == set()
 
 
 def test_remove_unknown_or_last_document(lib, tmp_path):
@@ -343,7 +344,7 @@ def test_a_failed_removal_of_a_source_document_keeps_it_indexed(lib, corpus, mon
     build_that_fails(monkeypatch, after_writing=True)  # the removal was recorded and written, then the build failed
     with pytest.raises(UpdateFailed, match=r"^Could not remove beta.md: indexing failed .* beta.md is still in the library; try again.$"):
         library.remove(load(library).store, "beta.md")
-    assert indexed(library) == before and storage.read_excluded(library.index_dir) == set()
+    assert indexed(library) == before and removals.read_excluded(library.index_dir) == set()
     assert (corpus / "beta.md").exists()
     # a later plain re-index does not drop it either
     monkeypatch.undo()
@@ -413,7 +414,7 @@ def test_every_removal_can_be_undone(lib, corpus, tmp_path):
     assert listed[0].label == "Ferry news — ferry.txt"  # the title first, the file name after it
     assert library.restore("library:ferry.txt") == "Restored ferry.txt."
     assert library.restore(listed[1].key) == "Restored beta.md."
-    assert library.removed() == [] and storage.read_excluded(library.index_dir) == set()
+    assert library.removed() == [] and removals.read_excluded(library.index_dir) == set()
     a = load(library)
     assert [d.doc_id for d in a.store.catalog()] == ["alpha.txt", "beta.md", "ferry.txt", "sub/gamma.txt"]
     assert a.ask("harbor ferry visitors").citations[0].doc_id == "ferry.txt"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from fakes import KeywordEmbedder
-from rag import index as storage
+from rag.store import generations as storage
 from rag.store.local import LocalStore
 from rag.config import Settings
 from rag.pipeline import build

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from conftest import MINI
 from fakes import KeywordEmbedder, rule_model
-from rag import index as storage
+from rag.store import generations as storage
 from rag.config import Settings
 from rag.errors import EmptyQuestion
 from rag.ingest import ingest

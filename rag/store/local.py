@@ -1,4 +1,4 @@
-"""The embedded default store: one loaded generation of FAISS + BM25 files under ``.rag/`` (rag.index
+"""The embedded default store: one loaded generation of FAISS + BM25 files under ``.rag/`` (rag.store.generations
 writes them, with the lock, atomic swap and garbage collection), read through the Store protocol."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.index import C_DOC, S_DOC, S_SECTION, Index
+from rag.store.generations import C_DOC, S_DOC, S_SECTION, Index
 from rag.store.base import DocInfo, Ranked, SentenceRecord
 from rag.types import Chunk, Document
 
@@ -94,7 +94,7 @@ class LocalStore:
     def outdated(self) -> bool:
         """True when a build has swapped in a newer generation since this one was loaded."""
         from rag.errors import RagError
-        from rag.index import current_generation
+        from rag.store.generations import current_generation
 
         try:
             return current_generation(self.index.directory.parent) != self.index.directory

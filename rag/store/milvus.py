@@ -205,7 +205,7 @@ class MilvusStore:
         """Raises StoreMissing or StoreMismatch unless the store holds a library this code can read
         (and, given ``model_id``, one embedded by that model)."""
         from rag.config import FORMAT_VERSION
-        from rag.index import SPLITTER_VERSION
+        from rag.store.generations import SPLITTER_VERSION
         from rag.text import TOKENIZER_VERSION
 
         m = self._manifest
@@ -418,10 +418,10 @@ class MilvusStore:
 
     def write(self, data, versions: dict[str, str], manifest: dict) -> None:
         """Make the library hold exactly the documents of ``versions`` (doc_id -> version). ``data``
-        (a rag.index.IndexData) holds the rows of every document whose version is not stored yet;
+        (a rag.store.generations.IndexData) holds the rows of every document whose version is not stored yet;
         documents already stored under their version are kept as they are. ``manifest`` is recorded
         last. The caller holds the build lock of this store."""
-        from rag.index import C_DOC, C_END, C_SECTION, C_SENT_HI, C_SENT_LO, C_START, S_DOC, S_END, S_SECTION, S_START
+        from rag.store.generations import C_DOC, C_END, C_SECTION, C_SENT_HI, C_SENT_LO, C_START, S_DOC, S_END, S_SECTION, S_START
 
         c = self.client
         dummy = [0.0] * DUMMY_DIM

@@ -108,7 +108,7 @@ def test_onnx_embedder_matches_sentence_transformers(real_embedder, tmp_path):
 
 def test_index_exports_onnx_once_into_the_cache_and_queries_use_it(tmp_path, monkeypatch, no_network):
     from rag.embed import OnnxEmbedder, model_fingerprint
-    from rag.index import read_manifest
+    from rag.store.generations import read_manifest
     from rag.pipeline import Assistant, build
 
     monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))

@@ -57,7 +57,7 @@ def _rag(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 def test_soak_serve_and_one_shot_asks_while_indexing(tmp_path, launch, no_network):
     from gradio_client import Client
 
-    from rag import index as storage
+    from rag.store import generations as storage
 
     corpus, idx = tmp_path / "corpus", tmp_path / "idx"
     shutil.copytree(MINI, corpus)

@@ -1,9 +1,12 @@
-"""Index storage: write a generation atomically, load it with integrity checks.
+"""The local store's files: write a generation atomically, load it with integrity checks, collect
+the old ones. (BM25 is rag.store.sparse, the FAISS choice rag.store.dense, the build lock
+rag.store.lock, reuse by the next build rag.store.reuse, the page's removals rag.store.excluded.)
 
 Layout of an index directory::
 
     CURRENT               name of the live generation; replaced atomically (os.replace)
-    .lock                 held while a build writes
+    .lock                 held while a build writes (rag.store.lock)
+    excluded.json         files removed in the chat page (rag.store.excluded)
     gen-000007/           one generation: manifest.json, docs.jsonl, texts.bin, text_offsets.npy, chunks.npy,
                           sentences.npy, chunk_vectors.npy, sentence_vectors.npy, dense.faiss, bm25/,
                           term_counts.npy
@@ -16,38 +19,31 @@ read CURRENT just before a swap still finds its files. Nothing is pickled: JSON,
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
 import threading
 import time
-from bisect import bisect_left
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from rag.config import FORMAT_VERSION, ChunkSettings
-from rag.errors import IndexCorrupt, IndexLocked, IndexNotFound, IndexOutdated
+from rag.errors import IndexCorrupt, IndexNotFound, IndexOutdated
+from rag.store.dense import NPROBE, make_vector_index
+from rag.store.sparse import TERM_COUNTS, Postings, bm25_index
 from rag.text import TOKENIZER_VERSION
-
-SPLITTER_VERSION = 7  # = rag.chunk.VERSION, kept here so loading an index does not import pysbd
 from rag.types import Block, Chunk, Document
 
+SPLITTER_VERSION = 7  # = rag.chunk.VERSION, kept here so loading an index does not import pysbd
 CURRENT = "CURRENT"
-LOCK = ".lock"
 # chunks.npy columns
 C_DOC, C_START, C_END, C_SECTION, C_SENT_LO, C_SENT_HI = range(6)
 # sentences.npy columns
 S_DOC, S_START, S_END, S_SECTION = range(4)
 SENTENCE_TERMS_CACHE = 65_536  # sentences whose terms an Index remembers
 _FILES = ("docs.jsonl", "chunks.npy", "sentences.npy", "chunk_vectors.npy", "sentence_vectors.npy", "dense.faiss")
-# BM25 term counts, in the order of bm25/'s matrix. Not in _FILES: generations written before it
-# existed still load, and their next build tokenizes every passage again.
-TERM_COUNTS = "term_counts.npy"
 # Every document's text, UTF-8 one after the other, and the byte offset where each starts (plus the
 # end): read on demand through a memory map, so a server never holds a large library's texts.
 # Generations written before they existed keep texts in docs.jsonl, and still load.
@@ -72,92 +68,6 @@ class IndexData:
     embed_keys: tuple[str, ...] = ()  # per document: hash of exactly the texts embedded for it (see previous_vectors)
     split_keys: tuple[str, ...] = ()  # per document: hash of what its rows and terms are made from (see previous_splits)
     model_fingerprint: str | None = None  # the embedder's rag.embed.model_fingerprint, when it has one
-
-
-@dataclass(frozen=True)
-class Postings:
-    """BM25 term counts of passages: passage ``passage[k]`` holds term ``vocab[term[k]]`` ``tf[k]`` times.
-
-    ``vocab`` is sorted and holds only terms some entry has; there is one entry per (term, passage)
-    pair, sorted by term then passage: the order of the BM25 matrix. A generation stores ``tf``
-    beside that matrix (term_counts.npy), so the next build takes over the counts of unchanged
-    passages instead of tokenizing them again.
-    """
-
-    vocab: tuple[str, ...]
-    term: np.ndarray  # int32
-    passage: np.ndarray  # int32
-    tf: np.ndarray  # int32
-
-    @classmethod
-    def of(cls, tokens: Sequence[Sequence[str]], rows: Sequence[int]) -> "Postings":
-        """The counts of passages ``rows[i]`` whose terms are ``tokens[i]``. A passage with no terms
-        gets one "" term, as bm25s gives it: a query never has it."""
-        counts = [Counter(t or [""]) for t in tokens]
-        vocab = tuple(sorted({w for c in counts for w in c}))
-        ids = {w: i for i, w in enumerate(vocab)}
-        term = np.fromiter((ids[w] for c in counts for w in c), np.int32)
-        passage = np.repeat(np.asarray(rows, np.int32), [len(c) for c in counts]).astype(np.int32)
-        tf = np.fromiter((n for c in counts for n in c.values()), np.int32)
-        return cls(vocab, term, passage, tf)._sorted()
-
-    def moved(self, new_row: np.ndarray) -> "Postings":
-        """The entries of the passages ``p`` with ``new_row[p] >= 0``, renumbered ``new_row[p]``."""
-        new_row = np.asarray(new_row)
-        rows = new_row[self.passage]
-        keep = rows >= 0
-        term = self.term[keep]
-        used = np.bincount(term, minlength=len(self.vocab)) > 0
-        if used.all():
-            vocab = self.vocab
-        else:  # terms only removed passages had: a fresh build would not know them either
-            vocab = tuple(w for w, u in zip(self.vocab, used.tolist()) if u)
-            term = (np.cumsum(used) - 1).astype(np.int32)[term]
-        moved = Postings(vocab, term.astype(np.int32), rows[keep].astype(np.int32), self.tf[keep].astype(np.int32))
-        kept = new_row[new_row >= 0]
-        # Passages that keep their order keep the entries in order (the usual case: documents are
-        # sorted by id, so only added and removed ones shift the rest).
-        return moved if bool(np.all(kept[1:] > kept[:-1])) else moved._sorted()
-
-    def __add__(self, other: "Postings") -> "Postings":
-        """The entries of both (of different passages), over the union of their vocabularies."""
-        new = sorted(set(other.vocab).difference(self.vocab))
-        vocab = tuple(sorted(self.vocab + tuple(new))) if new else self.vocab  # two sorted runs: a linear merge
-        if new and len(self.vocab):
-            # A word of ours moves up by the number of new words sorting before it.
-            gaps = np.array([bisect_left(self.vocab, w) for w in new])
-            at = np.arange(len(self.vocab))
-            mine = self.term + np.searchsorted(gaps, at, side="right")[self.term] if len(self.term) else self.term
-        else:
-            mine = self.term
-        if other.vocab == vocab or not len(other.term):
-            theirs = other.term
-        else:
-            theirs = np.array([bisect_left(vocab, w) for w in other.vocab], np.int64)[other.term]
-        mine, theirs = mine.astype(np.int32), theirs.astype(np.int32)
-        if len(other.term) * 16 < len(self.term):  # a few entries into many: insert them where they sort
-            at = np.searchsorted(_keys(mine, self.passage), _keys(theirs, other.passage))
-            return Postings(vocab, np.insert(mine, at, theirs), np.insert(self.passage, at, other.passage),
-                            np.insert(self.tf, at, other.tf))
-        return Postings(vocab, np.concatenate([mine, theirs]),
-                        np.concatenate([self.passage, other.passage]).astype(np.int32),
-                        np.concatenate([self.tf, other.tf]).astype(np.int32))._sorted()
-
-    def _sorted(self) -> "Postings":
-        key = _keys(self.term, self.passage)
-        if len(key) < 2 or bool(np.all(key[1:] > key[:-1])):
-            return self
-        # Stable, and close to linear on what a build passes: a few long runs already in order.
-        order = np.argsort(key, kind="stable")
-        return Postings(self.vocab, self.term[order], self.passage[order], self.tf[order])
-
-
-def _keys(term: np.ndarray, passage: np.ndarray) -> np.ndarray:
-    """One int64 per entry, in the order of (term, passage)."""
-    return term.astype(np.int64) << 32 | passage.astype(np.int64)
-
-
-NO_POSTINGS = Postings((), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32))
 
 
 class Texts:
@@ -281,35 +191,6 @@ class Index:
         return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
 
 
-# ---------------------------------------------------------------------------------------------- locks
-
-class BuildLock:
-    """An exclusive lock on an index directory for one build.
-
-    Raises:
-        IndexLocked: another build holds it and ``timeout`` ran out (0 = do not wait).
-    """
-
-    def __init__(self, index_dir: Path, timeout: float = 0.0):
-        from filelock import FileLock
-
-        index_dir.mkdir(parents=True, exist_ok=True)
-        self.index_dir = index_dir
-        self._lock = FileLock(str(index_dir / LOCK), timeout=timeout)
-
-    def __enter__(self):
-        from filelock import Timeout
-
-        try:
-            self._lock.acquire()
-        except Timeout:
-            raise IndexLocked(str(self.index_dir)) from None
-        return self
-
-    def __exit__(self, *exc):
-        self._lock.release()
-
-
 # ---------------------------------------------------------------------------------------------- write
 
 def write(index_dir: Path, data: IndexData) -> Path:
@@ -382,46 +263,6 @@ def write(index_dir: Path, data: IndexData) -> Path:
     return final
 
 
-def bm25_index(terms: Postings, passages: int):
-    """(bm25s.BM25 over ``passages`` passages with these terms, the term counts in the order of its
-    matrix). The scores are those bm25s.BM25().index(tokens) computes, bit for bit, by the same
-    float operations in the same order, but over whole arrays: its loop over every term of every
-    passage cost 1.3 s per 10 MB of text at each build."""
-    import bm25s
-
-    bm25 = bm25s.BM25()
-    if bm25.method != "lucene" or bm25.idf_method not in (None, "lucene"):
-        raise RuntimeError(f"bm25_index computes BM25 'lucene', not {bm25.method!r}")
-    if passages == 0:  # bm25s cannot index nothing: one passage with the "" term stands in
-        terms, passages = Postings.of([[]], [0]), 1
-    vocab, term = terms.vocab, terms.term
-    if "" not in vocab:  # bm25s always has "" in its vocabulary; it sorts first
-        vocab, term = ("", *vocab), term + 1
-    passage, tf = terms.passage, terms.tf.astype(np.float64)
-    lengths = np.bincount(passage, weights=tf, minlength=passages).astype(np.int64)
-    mean_length = lengths.mean()  # bm25s: np.array([len(tokens) for tokens in corpus]).mean()
-    df = np.bincount(term, minlength=len(vocab))
-    # idf with math.log on Python numbers as bm25s does (numpy's log may round differently).
-    values, where = np.unique(df, return_inverse=True)
-    idf = np.array([math.log(1 + (passages - d + 0.5) / (d + 0.5)) if d else 0.0 for d in values.tolist()],
-                   np.float32)[where.reshape(-1)]
-    k1, b = bm25.k1, bm25.b
-    norm = k1 * ((1 - b) + b * lengths.astype(np.float64) / mean_length)
-    # idf * tf / (norm + tf) in float64, as bm25s, in place: a 50 MB library has ~10 million entries.
-    score = norm[passage]
-    score += tf
-    np.divide(tf, score, out=score)
-    score *= idf[term]
-    indptr = np.zeros(len(vocab) + 1, np.int64)
-    np.cumsum(df, out=indptr[1:])
-    bm25.scores = {"data": score.astype(np.float32), "indices": passage.astype(np.int32, copy=False), "indptr": indptr,
-                   "num_docs": passages}
-    bm25.vocab_dict = {w: i for i, w in enumerate(vocab)}
-    bm25.unique_token_ids_set = set(bm25.vocab_dict.values())
-    bm25.nonoccurrence_array = None
-    return bm25, terms.tf.astype(np.int32, copy=False)
-
-
 def collect_garbage(index_dir: Path) -> None:
     """Remove every generation but the live one and the one before it, and the leftovers (``*.tmp``)
     of builds that were killed. The caller holds the BuildLock.
@@ -456,37 +297,6 @@ _GENERATION = re.compile(r"^gen-\d{6,}$")
 
 def _number(generation: str) -> int:
     return int(generation[4:])
-
-
-EXACT_UP_TO = 200_000  # passages; above this an approximate index keeps search fast and memory small
-
-
-def make_vector_index(vectors: np.ndarray, dim: int):
-    """(FAISS index holding ``vectors``, its description for the manifest), chosen by corpus size.
-
-    Up to EXACT_UP_TO passages: exact inner product (IndexFlatIP). Above: an inverted file over
-    ~4·√n k-means cells with 8-bit scalar-quantised vectors (a quarter of float32's memory), searched
-    with nprobe cells — measured by `rag bench` to keep recall@10 against exact search ≥ 0.95.
-    """
-    import faiss
-
-    n = len(vectors)
-    if n <= EXACT_UP_TO:
-        index = faiss.IndexFlatIP(dim)
-        if n:
-            index.add(vectors)
-        return index, "IndexFlatIP"
-    nlist = int(4 * np.sqrt(n))
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-    sample = vectors[np.random.default_rng(0).choice(n, size=min(n, 64 * nlist), replace=False)]
-    index.train(sample)
-    index.add(vectors)
-    index.nprobe = NPROBE
-    return index, f"IndexIVFScalarQuantizer(nlist={nlist}, QT_8bit, nprobe={NPROBE})"
-
-
-NPROBE = 48
 
 
 def _doc_record(d: Document) -> dict:
@@ -533,27 +343,6 @@ def _test_pause(point: str) -> None:
     if os.environ.get("RAG_TEST_PAUSE_AT") == point:
         print(f"paused at {point}", flush=True)
         time.sleep(float(os.environ.get("RAG_TEST_PAUSE_SECONDS", "30")))
-
-
-# ---------------------------------------------------------------------------------------------- removals
-
-EXCLUDED = "excluded.json"
-
-
-def read_excluded(index_dir: Path) -> set[str]:
-    """Absolute paths of files a user removed from the index (in the chat page) without deleting them."""
-    try:
-        return set(json.loads((Path(index_dir) / EXCLUDED).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
-        return set()
-
-
-def write_excluded(index_dir: Path, paths: set[str]) -> None:
-    """Replace the removal list atomically (the caller holds the BuildLock)."""
-    index_dir = Path(index_dir)
-    tmp = index_dir / f"{EXCLUDED}.tmp"
-    tmp.write_text(json.dumps(sorted(paths), indent=1), encoding="utf-8")
-    os.replace(tmp, index_dir / EXCLUDED)
 
 
 # ---------------------------------------------------------------------------------------------- read
@@ -721,127 +510,3 @@ def _doc_from_record(r: dict) -> Document:
                     site=r.get("site"), pages=tuple(r.get("pages") or ()))
 
 
-def same_files(manifest: dict, fingerprint: str | None) -> bool:
-    """False only when the index records a model fingerprint and ``fingerprint`` names other files
-    (an index from before fingerprints, or an embedder without one, is taken as the same model)."""
-    recorded = manifest.get("model", {}).get("fingerprint")
-    return not (recorded and fingerprint and recorded != fingerprint)
-
-
-def previous_vectors(index_dir: Path, model_id: str, fingerprint: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """embed key -> (chunk vectors, sentence vectors) of each document in the current generation, if
-    it was built by the same model (and, when both are known, the same model files: ``fingerprint``);
-    {} when there is nothing reusable.
-
-    The key hashes exactly the texts that were embedded for the document (passages with their title
-    or heading, then sentences), so vectors are reused only where they would come out the same: a
-    file renamed from .txt to .md, parsed differently, or cut differently, is embedded again.
-    """
-    try:
-        gen, manifest = read_manifest(index_dir)
-    except (IndexNotFound, IndexCorrupt):
-        return {}
-    if manifest["model"]["id"] != model_id or not same_files(manifest, fingerprint):
-        return {}
-    try:
-        keys = [d.get("embedded") for d in manifest["documents"].values()]  # in row order
-        chunks = np.load(gen / "chunks.npy", allow_pickle=False)
-        sentences = np.load(gen / "sentences.npy", allow_pickle=False)
-        cv = np.asarray(np.load(gen / "chunk_vectors.npy", allow_pickle=False, mmap_mode="r"))
-        sv = np.asarray(np.load(gen / "sentence_vectors.npy", allow_pickle=False, mmap_mode="r"))
-    except (ValueError, OSError, KeyError, TypeError, AttributeError):
-        return {}
-    # Rows are written document by document, so each document's rows are one contiguous slice.
-    n = len(keys)
-    c_bounds = np.searchsorted(chunks[:, C_DOC], np.arange(n + 1)) if len(chunks) else np.zeros(n + 1, int)
-    s_bounds = np.searchsorted(sentences[:, S_DOC], np.arange(n + 1)) if len(sentences) else np.zeros(n + 1, int)
-    # Views of the mapped files, not copies: the build copies what it keeps once, into the new arrays
-    # (at 384 dimensions a 50 MB library holds over a gigabyte of vectors).
-    return {key: (cv[c_bounds[i]:c_bounds[i + 1]], sv[s_bounds[i]:s_bounds[i + 1]])
-            for i, key in enumerate(keys) if key}
-
-
-@dataclass(frozen=True)
-class DocRows:
-    """One document's rows in the live generation (views of its memory-mapped arrays)."""
-
-    chunk_lo: int  # its first chunk row there
-    sentence_lo: int  # its first sentence row there
-    chunks: np.ndarray
-    sentences: np.ndarray
-    embedded: str | None  # its embed key there
-
-    def placed(self, doc: int, first_sentence: int) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk rows, sentence rows) of the document as row ``doc`` whose first sentence is row ``first_sentence``."""
-        chunks = np.array(self.chunks, dtype=np.int64)
-        sentences = np.array(self.sentences, dtype=np.int64)
-        chunks[:, C_DOC] = doc
-        sentences[:, S_DOC] = doc
-        chunks[:, [C_SENT_LO, C_SENT_HI]] += first_sentence - self.sentence_lo
-        return chunks, sentences
-
-
-@dataclass(frozen=True)
-class Previous:
-    """What the live generation offers the next build; see previous_splits."""
-
-    rows: dict[str, DocRows]  # split key -> the rows of the document that had it
-    terms: Postings | None  # BM25 counts of its chunks; None when it did not store them
-    chunks: int  # its number of chunks
-
-
-NOTHING_PREVIOUS = Previous({}, None, 0)
-
-
-def previous_splits(index_dir: Path) -> Previous:
-    """Each document's sentence and chunk rows in the live generation, by the split key the build
-    that wrote it recorded, and the BM25 term counts of those chunks; nothing when there is no
-    usable generation. Generations written before split keys existed offer nothing: their
-    documents are split again.
-    """
-    try:
-        gen, manifest = read_manifest(index_dir)
-        entries = list(manifest["documents"].values())  # in row order
-        keys = [e.get("split") for e in entries]
-        if not any(keys):
-            return NOTHING_PREVIOUS
-        # Mapped, as plain arrays: slicing an np.memmap costs a Python call per slice.
-        chunks = np.asarray(np.load(gen / "chunks.npy", allow_pickle=False, mmap_mode="r"))
-        sentences = np.asarray(np.load(gen / "sentences.npy", allow_pickle=False, mmap_mode="r"))
-    except (IndexNotFound, IndexCorrupt, ValueError, OSError, KeyError, TypeError, AttributeError):
-        return NOTHING_PREVIOUS
-    n = len(keys)
-    if chunks.ndim != 2 or chunks.shape[1] != 6 or sentences.ndim != 2 or sentences.shape[1] != 4:
-        return NOTHING_PREVIOUS
-    # Rows are written document by document, so each document's rows are one contiguous slice.
-    c_bounds = np.searchsorted(chunks[:, C_DOC], np.arange(n + 1)).tolist()
-    s_bounds = np.searchsorted(sentences[:, S_DOC], np.arange(n + 1)).tolist()
-    if c_bounds[-1] != len(chunks) or s_bounds[-1] != len(sentences):
-        return NOTHING_PREVIOUS
-    rows = {key: DocRows(c_bounds[i], s_bounds[i], chunks[c_bounds[i]:c_bounds[i + 1]],
-                         sentences[s_bounds[i]:s_bounds[i + 1]], entries[i].get("embedded"))
-            for i, key in enumerate(keys) if key}
-    return Previous(rows, _stored_terms(gen, len(chunks)), len(chunks))
-
-
-def _stored_terms(gen: Path, passages: int) -> Postings | None:
-    """The Postings a generation's bm25/ and term_counts.npy hold, or None when it has no term counts."""
-    import bm25s
-
-    if passages == 0 or not (gen / TERM_COUNTS).is_file():
-        return None
-    try:
-        counts = np.load(gen / TERM_COUNTS, allow_pickle=False, mmap_mode="r")
-        bm25 = bm25s.BM25.load(str(gen / "bm25"), allow_pickle=False, mmap=True, show_progress=False)
-    except Exception:  # unreadable: its documents are tokenized again
-        return None
-    vocab = tuple(bm25.vocab_dict)
-    indptr = np.asarray(bm25.scores["indptr"], dtype=np.int64)
-    passage = np.asarray(bm25.scores["indices"])
-    # Written by bm25_index: ids are the positions of the sorted vocabulary, one column each.
-    if list(bm25.vocab_dict.values()) != list(range(len(vocab))) or any(a >= b for a, b in zip(vocab, vocab[1:])) \
-            or len(indptr) != len(vocab) + 1 or int(indptr[-1]) != len(counts) or len(passage) != len(counts) \
-            or bm25.scores["num_docs"] != passages or (len(passage) and int(passage.max()) >= passages):
-        return None
-    term = np.repeat(np.arange(len(vocab), dtype=np.int32), np.diff(indptr))
-    return Postings(vocab, term, passage.astype(np.int32), np.asarray(counts, dtype=np.int32))
