@@ -31,7 +31,8 @@ class DenseRetriever:
 
     def retrieve(self, query: str, k: int) -> list[Hit]:
         ranked = self.search(self.embedder.embed_query(query), k)
-        return [Hit(self.store.passage(r), s, i + 1, dense_rank=i + 1) for i, (r, s) in enumerate(ranked)]
+        chunks = self.store.passages([r for r, _ in ranked])
+        return [Hit(c, s, i + 1, dense_rank=i + 1) for i, (c, (_, s)) in enumerate(zip(chunks, ranked))]
 
 
 class BM25Retriever:
@@ -43,7 +44,8 @@ class BM25Retriever:
 
     def retrieve(self, query: str, k: int) -> list[Hit]:
         ranked = self.search(tokenize(query), k)
-        return [Hit(self.store.passage(r), s, i + 1, bm25_rank=i + 1) for i, (r, s) in enumerate(ranked)]
+        chunks = self.store.passages([r for r, _ in ranked])
+        return [Hit(c, s, i + 1, bm25_rank=i + 1) for i, (c, (_, s)) in enumerate(zip(chunks, ranked))]
 
 
 class HybridRetriever:
@@ -68,8 +70,9 @@ class HybridRetriever:
         fused = fuse(dense, sparse, s)
         dense_rank = {r: i + 1 for i, (r, _) in enumerate(dense)}
         bm25_rank = {r: i + 1 for i, (r, _) in enumerate(sparse)}
-        return [Hit(self.store.passage(r), score, i + 1, dense_rank.get(r), bm25_rank.get(r))
-                for i, (r, score) in enumerate(fused[:k])]
+        top = fused[:k]
+        chunks = self.store.passages([r for r, _ in top])  # one fetch for all of them
+        return [Hit(c, score, i + 1, dense_rank.get(r), bm25_rank.get(r)) for i, (c, (r, score)) in enumerate(zip(chunks, top))]
 
 
 def fuse(dense: Ranked, sparse: Ranked, settings: Settings) -> Ranked:

@@ -206,3 +206,20 @@ def test_the_store_records_the_model_files_and_re_embeds_when_they_change(kind, 
     a = Assistant.load(tmp_path / "idx", embedder=other, model=rule_model(), store=spec)
     # what Assistant.load reads to pick the query encoder's export
     assert a.store.manifest()["model"]["fingerprint"] == "00000000000000bb"
+
+
+def test_a_remote_store_is_asked_in_batches_not_once_per_sentence(tmp_path):
+    spec = f"milvus-lite:{tmp_path / 'milvus.db'}"
+    e = KeywordEmbedder()
+    build([MINI], tmp_path / "idx", embedder=e, store=spec)
+    a = Assistant.load(tmp_path / "idx", embedder=e, model=rule_model(), store=spec)
+    calls = []
+    real = a.store.client.get
+    a.store.client.get = lambda *args, **kw: calls.append(kw.get("ids") or args[1]) or real(*args, **kw)
+    try:
+        answer = a.ask("Where is Zephyr Dynamics based?")
+        fetched = sum(len(ids) for ids in calls)
+        # passages, their last sentences, the candidates, the sentences before them, their vectors
+        assert answer.citations and fetched > len(calls) and len(calls) <= 5
+    finally:
+        a.store.close()

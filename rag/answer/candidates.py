@@ -83,14 +83,20 @@ def candidates(store: Store, question: str, hits: Sequence[Hit], query_vector: n
             records[sid] = store.sentence(sid)
         return records[sid]
 
+    def fetch(sids) -> None:
+        """Fetch what is not here yet in one go (a remote store answers a batch in one round trip)."""
+        missing = list(dict.fromkeys(s for s in sids if s is not None and s not in records))
+        records.update(zip(missing, store.sentences(missing)))
+
+    inside = {hit.chunk.pid: store.passage_sentences(hit.chunk.pid) for hit in hits if hit.chunk.pid >= 0}
+    fetch(rows[-1] for rows in inside.values() if len(rows))
     for hit in hits:
         if hit.chunk.pid < 0:
             continue
-        inside = store.passage_sentences(hit.chunk.pid)
-        for r in inside:
+        for r in inside[hit.chunk.pid]:
             rank.setdefault(r, hit.rank)
             neighbour.discard(r)
-        if len(inside) and (nxt := record(inside[-1]).next) is not None and nxt not in rank:
+        if len(inside[hit.chunk.pid]) and (nxt := record(inside[hit.chunk.pid][-1]).next) is not None and nxt not in rank:
             rank[nxt] = hit.rank
             neighbour.add(nxt)
     q_terms = frozenset(tokenize(question))
@@ -110,6 +116,8 @@ def candidates(store: Store, question: str, hits: Sequence[Hit], query_vector: n
     rare = set(sorted(q_terms, key=lambda t: (-weights[t], t))[:2])
     feats, held, needs = [], [], []
     seen: set[str] = set()
+    fetch(rows.tolist())
+    fetch(records[r].prev for r in rows.tolist())
     for r, sim in zip(rows.tolist(), sem.tolist()):
         rec = record(r)
         text = rec.text

@@ -74,11 +74,17 @@ class Store(Protocol):
     def passage(self, pid: int) -> Chunk:
         """Passage ``pid`` (its text is what was embedded and searched)."""
 
+    def passages(self, pids: Sequence[int]) -> list[Chunk]:
+        """Those passages, in that order: one round trip to a remote store, not one per passage."""
+
     def passage_sentences(self, pid: int) -> Sequence[int]:
         """The ids of the body sentences inside passage ``pid``, in reading order."""
 
     def sentence(self, sid: int) -> SentenceRecord:
         ...
+
+    def sentences(self, sids: Sequence[int]) -> list[SentenceRecord]:
+        """Those sentences, in that order, fetched together (see passages)."""
 
     def sentence_vectors(self, sids: Sequence[int]) -> np.ndarray:
         """(len(sids), dim) float32 unit vectors of those sentences."""

@@ -45,6 +45,9 @@ class LocalStore:
     def passage(self, pid: int) -> Chunk:
         return self.index.chunk(pid)
 
+    def passages(self, pids: Sequence[int]) -> list[Chunk]:
+        return [self.index.chunk(p) for p in pids]
+
     def passage_sentences(self, pid: int) -> Sequence[int]:
         return self.index.chunk_sentence_rows(pid)
 
@@ -59,6 +62,9 @@ class LocalStore:
 
         return SentenceRecord(sid, doc_id, start, end, section, self.index.texts[d][start:end], self.index.sentence_terms(sid),
                               beside(sid - 1), beside(sid + 1), sid == 0 or int(s[sid - 1, S_DOC]) != d)
+
+    def sentences(self, sids: Sequence[int]) -> list[SentenceRecord]:
+        return [self.sentence(s) for s in sids]
 
     def sentence_vectors(self, sids: Sequence[int]) -> np.ndarray:
         return np.asarray(self.index.sentence_vectors[np.asarray(sids, dtype=np.int64)])

@@ -261,6 +261,10 @@ class MilvusStore:
     def passage(self, pid: int) -> Chunk:
         return self._passage(pid)[0]
 
+    def passages(self, pids: Sequence[int]) -> list[Chunk]:
+        self._fetch_passages(pids)
+        return [self._passage(p)[0] for p in pids]
+
     def passage_sentences(self, pid: int) -> Sequence[int]:
         return self._passage(pid)[1]
 
@@ -292,6 +296,10 @@ class MilvusStore:
             self._fetch_sentences([sid])
             rec = self._sentences[sid]
         return rec
+
+    def sentences(self, sids: Sequence[int]) -> list[SentenceRecord]:
+        self._fetch_sentences(sids)
+        return [self.sentence(s) for s in sids]
 
     def _fetch_sentences(self, sids: Sequence[int]) -> None:
         from rag.text import tokenize
