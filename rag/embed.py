@@ -211,14 +211,19 @@ class OnnxEmbedder:
     dim = 384
 
     def __init__(self, onnx_path: str | os.PathLike, batch_size: int = 32, threads: int | None = None,
-                 fingerprint: str | None = None):
-        """``threads``: onnxruntime's intra-op threads (None: its default, one per physical core);
+                 fingerprint: str | None = None, workers: int = 1):
+        """``threads``: onnxruntime's intra-op threads for queries (None: its default, one per physical
+        core); ``workers``: sessions of one thread each that embed documents' batches side by side
+        (on 2 cores, two one-thread sessions embed ~1.5x the texts per second of one two-thread
+        session: a transformer's small ops leave threads of one session waiting on each other);
         ``fingerprint``: the model_fingerprint the export was made from, recorded with an index."""
         self.onnx_path = str(onnx_path)
         self.batch_size = batch_size
         self.threads = threads
+        self.workers = max(1, workers)
         self.fingerprint = fingerprint
         self._session = None
+        self._workers: list = []
         self._tokenizer = None
         self._lock = threading.Lock()
 
@@ -238,6 +243,23 @@ class OnnxEmbedder:
                 self._tokenizer = tokenizer
         return self._session
 
+    def _document_sessions(self) -> list:
+        """The sessions embed_documents runs its batches on: the query session alone, or ``workers``
+        one-thread sessions, made on first use."""
+        if self.workers == 1:
+            return [self.warm_up()]
+        self.warm_up()  # the tokenizer
+        with self._lock:
+            if not self._workers:
+                import onnxruntime as ort
+
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = 1
+                options.inter_op_num_threads = 1
+                self._workers = [ort.InferenceSession(self.onnx_path, options, providers=["CPUExecutionProvider"])
+                                 for _ in range(self.workers)]
+        return self._workers
+
     def _run(self, session, ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Mean-pooled, normalised vectors of token id lists, padded to the longest."""
         width = max(len(x) for x in ids)
@@ -254,16 +276,30 @@ class OnnxEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        session = self.warm_up()
+        sessions = self._document_sessions()
         ids = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         from tqdm import tqdm
 
         show = len(texts) >= PROGRESS_MIN_TEXTS and sys.stderr.isatty()
+        batches = length_batches([len(x) for x in ids], self.batch_size)
         with tqdm(total=len(texts), desc="embedding", unit="text", disable=not show, dynamic_ncols=True) as bar:
-            for batch in length_batches([len(x) for x in ids], self.batch_size):
-                out[batch] = self._run(session, [ids[i] for i in batch])
-                bar.update(len(batch))
+            lanes = max(1, min(len(sessions), len(batches)))
+
+            def work(k: int) -> None:
+                # Batches are the same whichever session runs them, so the vectors are too (int8
+                # activations are quantised per batch).
+                for batch in batches[k::lanes]:
+                    out[batch] = self._run(sessions[k], [ids[i] for i in batch])
+                    bar.update(len(batch))
+
+            if lanes == 1:
+                work(0)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(lanes) as pool:
+                    list(pool.map(work, range(lanes)))  # list(): re-raises a worker's error
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -305,7 +341,8 @@ def indexing_embedder(cache_dir: str | os.PathLike, warn: Callable[[str], None] 
     path = ensure_onnx(cache_dir, warn, fingerprint)
     if path is None:
         return SentenceTransformerEmbedder(threads=cpu_threads())
-    return OnnxEmbedder(ensure_int8(path, warn) or path, threads=cpu_threads(), fingerprint=fingerprint)
+    return OnnxEmbedder(ensure_int8(path, warn) or path, threads=cpu_threads(), fingerprint=fingerprint,
+                        workers=cpu_threads())
 
 
 class OnnxExportWarning(UserWarning):

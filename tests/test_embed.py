@@ -139,11 +139,23 @@ def test_two_indexes_share_one_export_and_queries_use_it(corpus, tmp_path, monke
         assert isinstance(a.embedder, embed.OnnxEmbedder) and a.embedder.onnx_path == str(export)
 
 
+def test_side_by_side_sessions_give_the_vectors_of_one(tmp_path):
+    path = tiny_onnx(tmp_path / "m.onnx")
+    texts = [("word " * n).strip() + f" {n}" for n in range(1, 40)]
+    one = embed.OnnxEmbedder(path, batch_size=4).embed_documents(texts)
+    three = embed.OnnxEmbedder(path, batch_size=4, workers=3)
+    together = three.embed_documents(texts)
+    assert len(three._workers) == 3  # the batches did run on the worker sessions
+    np.testing.assert_array_equal(together, one)  # each row in its place, bit for bit
+    assert embed.OnnxEmbedder(path, workers=3).embed_documents(["one text"]).shape == (1, DIM)
+
+
 def test_indexes_are_embedded_with_the_int8_model_on_every_cpu_and_queries_with_fp32(tmp_path, monkeypatch):
     monkeypatch.setattr(embed, "export_onnx", Exports())
     folder = tmp_path / "models" / embed.model_fingerprint()
     e = embed.indexing_embedder(tmp_path)
-    assert (e.onnx_path, e.threads, e.fingerprint) == (str(folder / "model-int8.onnx"), embed.cpu_threads(), folder.name)
+    assert (e.onnx_path, e.threads, e.workers, e.fingerprint) == \
+        (str(folder / "model-int8.onnx"), embed.cpu_threads(), embed.cpu_threads(), folder.name)
     q = embed.default_embedder(tmp_path)
     assert (q.onnx_path, q.fingerprint) == (str(folder / "model.onnx"), folder.name)
     texts = ["a few words", "a longer text with rather more words in it"]
