@@ -65,13 +65,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(index_dir, workdir):
-    """`rag serve` in a subprocess on a free loopback port; yields its URL, stops it afterwards."""
+def running_server(index_dir, workdir, *extra: str):
+    """`rag serve` in a subprocess on a free loopback port (``extra``: more of its arguments); yields
+    its URL, stops it afterwards."""
     port = free_port()
     log = workdir / "server.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), "--index-dir", str(index_dir)],
+        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port), "--index-dir", str(index_dir), *extra],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=workdir)
     url = f"http://127.0.0.1:{port}/"
     try:
