@@ -83,7 +83,8 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         storage.collect_garbage(index_dir)
         old_manifest = _manifest_or_none(index_dir)
         old = old_manifest or {}
-        paths, sources, docs, warnings = _gather(paths, documents, old.get("sources"), old.get("documents", {}))
+        paths, sources, docs, warnings, files = _gather(paths, documents, old.get("sources"), old.get("documents", {}),
+                                                        None if rebuild else reuse.known_files(index_dir))
         excluded = _excluded(set() if include_removed else removals.read_excluded(index_dir), remove, unexclude)
         if include_removed or remove or unexclude:
             removals.write_excluded(index_dir, excluded)
@@ -112,7 +113,7 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         old_vectors = {} if rebuild else reuse.previous_vectors(index_dir, embedder.model_id, getattr(embedder, "fingerprint", None))
         previous = reuse.NOTHING_PREVIOUS if rebuild else reuse.previous_splits(index_dir)
         data = _assemble(docs, embedder, chunk_settings, old_vectors, report, previous)
-        data = storage.IndexData(**{**data.__dict__, "sources": sources,
+        data = storage.IndexData(**{**data.__dict__, "sources": sources, "files": files,
                                     "model_fingerprint": getattr(embedder, "fingerprint", None)})
         storage.write(index_dir, data)
         report.chunks = len(data.chunks)
@@ -121,24 +122,25 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         return report
 
 
-def _gather(paths, documents: list[Document] | None, old_sources, indexed: dict):
-    """(paths, sources, documents, warnings) of a build: ``documents`` as given, or what ``paths``
-    (default: the sources indexed before, else seeds/) hold; of two copies, the ``indexed`` one stays.
+def _gather(paths, documents: list[Document] | None, old_sources, indexed: dict, known=None):
+    """(paths, sources, documents, warnings, files) of a build: ``documents`` as given, or what
+    ``paths`` (default: the sources indexed before, else seeds/) hold, with the FileStat of each
+    file; of two copies, the ``indexed`` one stays. ``known``: see rag.ingest.ingest.
 
     Raises:
         PathNotFound, DuplicateDocumentId
     """
     if documents is None:
         paths = paths or old_sources or ["seeds"]
-        got = ingest(list(paths), keep=indexed)
-        sources, docs, warnings = [str(Path(p).resolve()) for p in paths], got.documents, got.warnings
+        got = ingest(list(paths), keep=indexed, known=known)
+        sources, docs, warnings, files = [str(Path(p).resolve()) for p in paths], got.documents, got.warnings, got.stats
     else:
-        sources, docs, warnings = [], documents, []
+        sources, docs, warnings, files = [], documents, [], {}
     # Two documents under one id would resolve each other's citations against the wrong text.
     counts = Counter(d.doc_id for d in docs)
     if counts and max(counts.values()) > 1:
         raise DuplicateDocumentId(*counts.most_common(1)[0])
-    return paths, sources, docs, warnings
+    return paths, sources, docs, warnings, files
 
 
 def _excluded(before: set[str], remove: Sequence[str], unexclude: Sequence[str]) -> set[str]:
@@ -174,7 +176,7 @@ def _fill_milvus(st, spec: str, paths, embedder: Embedder, cs: ChunkSettings, re
         st.create(embedder.dim)
         st.refresh()
         old = {}
-    paths, sources, docs, warnings = _gather(paths, documents, old.get("sources"),
+    paths, sources, docs, warnings, _ = _gather(paths, documents, old.get("sources"),
                                              {i.doc_id: {"sha256": i.sha256} for i in st.catalog()})
     excluded = _excluded(set() if include_removed else set(old.get("excluded") or []), remove, unexclude)
     kept = [d for d in docs if not (d.path and str(Path(d.path).resolve()) in excluded)]

@@ -44,7 +44,8 @@ def _arrays(idx_dir):
     out["bm25/vocab.index.json"] = json.loads((gen / "bm25" / "vocab.index.json").read_text(encoding="utf-8"))
     out["docs.jsonl"] = (gen / "docs.jsonl").read_text(encoding="utf-8")
     manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
-    out["documents"] = manifest["documents"]
+    # When each file was seen differs from build to build; everything else must not.
+    out["documents"] = {d: {k: v for k, v in e.items() if k != "file"} for d, e in manifest["documents"].items()}
     out["counts"] = manifest["counts"]
     return out
 
@@ -300,3 +301,87 @@ def test_library_bench_times_adding_and_removing_an_article_beyond_embedding_it(
     assert ("| adding an article to a 50 MB library, beyond embedding it | 1.50 s (1.50× the target) | < 1 s | "
             "**not met** |") in page
     assert "| 50 MB | 7 |" in page
+
+
+# ------------------------------------------------------------------- unchanged files are not read again
+@pytest.fixture
+def reads(monkeypatch):
+    """The doc_ids of files a build reads (and parses)."""
+    import rag.ingest
+
+    got = []
+    real = rag.ingest.read_document
+
+    def counting(path, doc_id):
+        got.append(doc_id)
+        return real(path, doc_id)
+
+    monkeypatch.setattr(rag.ingest, "read_document", counting)
+    return got
+
+
+def _age(folder, seconds=3600):
+    """Make every file look last written ``seconds`` ago (older than the racy window)."""
+    import os
+    import time
+
+    for f in folder.iterdir():
+        t = time.time() - seconds
+        os.utime(f, (t, t))
+
+
+def test_files_unchanged_since_they_were_read_are_not_read_again(tmp_path, reads):
+    folder, idx = tmp_path / "lib", tmp_path / "idx"
+    _write(folder, ARTICLES)
+    _age(folder)
+    embedder = KeywordEmbedder()
+    build([folder], idx, embedder=embedder)
+    assert sorted(reads) == sorted(ARTICLES)
+    reads.clear()
+    _write(folder, dict([NEW]))
+    report = build([folder], idx, embedder=embedder)
+    assert reads == ["orchard.txt"] and report.added == ["orchard.txt"]
+    # Taken over unread, the index is still the one a fresh build makes.
+    scratch = _scratch(folder, tmp_path, embedder)
+    _assert_same(_arrays(idx), _arrays(scratch))
+    assert _answers(idx, embedder) == _answers(scratch, embedder)
+
+
+def test_a_file_changed_since_is_read_again_and_answers_from_its_new_text(tmp_path, reads):
+    folder, idx = tmp_path / "lib", tmp_path / "idx"
+    _write(folder, ARTICLES)
+    _age(folder)
+    embedder = KeywordEmbedder()
+    build([folder], idx, embedder=embedder)
+    reads.clear()
+    changed = ARTICLES["mill.txt"].replace("2.1 million", "3.4 million")
+    assert len(changed) == len(ARTICLES["mill.txt"])  # the same size: only the mtime tells
+    (folder / "mill.txt").write_text(changed, encoding="utf-8")
+    report = build([folder], idx, embedder=embedder)
+    assert reads == ["mill.txt"] and report.changed == ["mill.txt"]
+    assert "3.4 million" in storage.load(idx).document("mill.txt").text
+
+
+def test_a_file_written_just_before_it_was_read_is_read_again(tmp_path, reads):
+    """Within the racy window a second write could keep size and mtime: such a file is not trusted."""
+    folder, idx = tmp_path / "lib", tmp_path / "idx"
+    _write(folder, ARTICLES)  # written now: mtime within RACY_NS of when the build sees it
+    embedder = KeywordEmbedder()
+    build([folder], idx, embedder=embedder)
+    reads.clear()
+    build([folder], idx, embedder=embedder, rebuild=False)
+    assert sorted(reads) == sorted(ARTICLES)
+
+
+def test_files_read_by_another_reader_version_are_read_again(tmp_path, reads, monkeypatch):
+    import rag.ingest
+
+    folder, idx = tmp_path / "lib", tmp_path / "idx"
+    _write(folder, ARTICLES)
+    _age(folder)
+    embedder = KeywordEmbedder()
+    build([folder], idx, embedder=embedder)
+    reads.clear()
+    monkeypatch.setattr(rag.ingest, "READER_VERSION", rag.ingest.READER_VERSION + 1)
+    build([folder], idx, embedder=embedder, rebuild=False)
+    assert sorted(reads) == sorted(ARTICLES)

@@ -8,9 +8,10 @@ warning naming it, never an error: the rest is indexed.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection
+from typing import Callable, Collection
 
 from rag.errors import NoDocuments, PathNotFound
 from rag.ingest import html, markdown, pdf, text
@@ -22,12 +23,42 @@ READERS = {suffix: module for module in (text, markdown, html, pdf) for suffix i
 SUFFIXES = tuple(READERS)
 KINDS = ".txt, .md, .html or .pdf"  # how messages name the readable formats
 MAX_FILE_BYTES = 20 * 1024 * 1024  # ~3 million words: far beyond an article; split larger files
+# Bump when any reader makes a different Document of the same file: an index records it, and files
+# read by another version are read again rather than taken over unread (see FileStat).
+READER_VERSION = 1
+RACY_NS = 2_000_000_000  # a file changed this close to when it was seen may change again unseen
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What an index remembers of a file it read, so the next build can skip reading it: size and
+    modification time, when that was seen, and by which reader version.
+
+    ``unchanged`` trusts size and mtime, as make and git do; like git it distrusts a file modified
+    within RACY_NS of being seen (a second write in the same clock tick would keep both the same).
+    """
+
+    size: int
+    mtime_ns: int
+    seen_ns: int
+    reader: int = READER_VERSION
+
+    @classmethod
+    def of(cls, path: Path) -> "FileStat":
+        st = path.stat()
+        return cls(st.st_size, st.st_mtime_ns, time.time_ns(), READER_VERSION)
+
+    def unchanged(self, now: "FileStat") -> bool:
+        return (self.reader == now.reader == READER_VERSION and (self.size, self.mtime_ns) == (now.size, now.mtime_ns)
+                and self.mtime_ns + RACY_NS < self.seen_ns)
 
 
 @dataclass
 class IngestReport:
     documents: list[Document] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    stats: dict[str, FileStat] = field(default_factory=dict)  # doc_id -> its file, as seen before reading
+    reused: int = 0  # documents taken over unread (see ingest's ``known``)
 
 
 def readable(name: str) -> bool:
@@ -90,11 +121,14 @@ def read_document(path: Path, doc_id: str) -> tuple[Document, list[str]]:
     return reader.read(data, doc_id, str(path))
 
 
-def ingest(paths: list[str | Path], keep: Collection[str] = ()) -> IngestReport:
+def ingest(paths: list[str | Path], keep: Collection[str] = (),
+           known: Callable[[str, Path, FileStat], Document | None] | None = None) -> IngestReport:
     """Every readable article under ``paths``; unreadable files become warnings, not errors.
 
     Of files with the same text only one is indexed: the one whose doc_id is in ``keep`` (the
     documents already indexed), else the first by name, so a new copy never displaces the original.
+    ``known(doc_id, path, stat)`` may give the Document an earlier read made of an unchanged file:
+    then the file is not read again (parsing is most of the cost of re-indexing a large library).
 
     Raises:
         PathNotFound: a given path does not exist.
@@ -106,7 +140,13 @@ def ingest(paths: list[str | Path], keep: Collection[str] = ()) -> IngestReport:
     keep = set(keep)
     for doc_id, path in sorted(files, key=lambda f: f[0] not in keep):  # stable: by name within each group
         try:
-            doc, warns = read_document(path, doc_id)
+            stat = FileStat.of(path)  # before reading: a change made while reading shows next time
+            doc = known(doc_id, path, stat) if known else None
+            if doc is not None:
+                warns = []
+                report.reused += 1
+            else:
+                doc, warns = read_document(path, doc_id)
         except (OSError, UnicodeError, Unreadable) as e:
             if isinstance(e, FileNotFoundError):
                 reason = "it disappeared while indexing"
@@ -125,6 +165,7 @@ def ingest(paths: list[str | Path], keep: Collection[str] = ()) -> IngestReport:
             continue
         seen[doc.sha256] = doc_id
         report.documents.append(doc)
+        report.stats[doc_id] = stat
     report.documents.sort(key=lambda d: d.doc_id)
     if not report.documents:
         raise NoDocuments([str(p) for p in paths])

@@ -24,7 +24,7 @@ import re
 import shutil
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,7 @@ class IndexData:
     embed_keys: tuple[str, ...] = ()  # per document: hash of exactly the texts embedded for it (see previous_vectors)
     split_keys: tuple[str, ...] = ()  # per document: hash of what its rows and terms are made from (see previous_splits)
     model_fingerprint: str | None = None  # the embedder's rag.embed.model_fingerprint, when it has one
+    files: dict = field(default_factory=dict)  # doc_id -> rag.ingest.FileStat of the file it was read from
 
 
 class Texts:
@@ -237,7 +238,8 @@ def write(index_dir: Path, data: IndexData) -> Path:
         "faiss_index": kind,
         "sources": data.sources,
         "counts": {"documents": len(data.docs), "chunks": int(len(data.chunks)), "sentences": int(len(data.sentences))},
-        "documents": {d.doc_id: {"sha256": d.sha256, "path": d.path, "embedded": key, "split": split}
+        "documents": {d.doc_id: {"sha256": d.sha256, "path": d.path, "embedded": key, "split": split,
+                                 **({"file": list(astuple(data.files[d.doc_id]))} if d.doc_id in data.files else {})}
                       for d, key, split in zip(data.docs, data.embed_keys or [None] * len(data.docs),
                                                data.split_keys or [None] * len(data.docs))},
         "files": {},
@@ -455,15 +457,7 @@ def _load(index_dir: Path, gen: Path) -> Index:
         if manifest.get(key) != version:
             raise IndexOutdated(where, f"{what} version {manifest.get(key, 'unknown')}", f"version {version}")
     try:
-        records = _read_jsonl(gen / "docs.jsonl")
-        docs = [_doc_from_record(r) for r in records]
-        if (gen / TEXTS).is_file():
-            offsets = np.load(gen / TEXT_OFFSETS, allow_pickle=False)
-            if offsets.shape != (len(docs) + 1,) or int(offsets[-1]) != (gen / TEXTS).stat().st_size:
-                raise ValueError("texts.bin and its offsets disagree")
-            texts, chars = Texts.open(gen / TEXTS, offsets), [int(r["chars"]) for r in records]
-        else:
-            texts, chars = Texts(held=[r["text"] for r in records]), [len(r["text"]) for r in records]
+        docs, texts, chars = read_documents(gen)
         chunks = np.load(gen / "chunks.npy", allow_pickle=False)
         sentences = np.load(gen / "sentences.npy", allow_pickle=False)
         chunk_vectors = np.load(gen / "chunk_vectors.npy", allow_pickle=False, mmap_mode="r")
@@ -493,6 +487,22 @@ def _load(index_dir: Path, gen: Path) -> Index:
     if not consistent:
         raise IndexCorrupt(where, "its pieces disagree in size")
     return Index(gen, manifest, docs, chunks, sentences, chunk_vectors, sentence_vectors, faiss_index, bm25, texts, chars)
+
+
+def read_documents(gen: Path) -> tuple[list[Document], Texts, list[int]]:
+    """(documents' metadata with empty texts, their texts, their lengths) of generation ``gen``.
+
+    Raises:
+        ValueError, OSError, KeyError, TypeError: unreadable or inconsistent files.
+    """
+    records = _read_jsonl(gen / "docs.jsonl")
+    docs = [_doc_from_record(r) for r in records]
+    if (gen / TEXTS).is_file():
+        offsets = np.load(gen / TEXT_OFFSETS, allow_pickle=False)
+        if offsets.shape != (len(docs) + 1,) or int(offsets[-1]) != (gen / TEXTS).stat().st_size:
+            raise ValueError("texts.bin and its offsets disagree")
+        return docs, Texts.open(gen / TEXTS, offsets), [int(r["chars"]) for r in records]
+    return docs, Texts(held=[r["text"] for r in records]), [len(r["text"]) for r in records]
 
 
 def _read_jsonl(path: Path) -> list:

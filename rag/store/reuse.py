@@ -2,13 +2,13 @@
 BM25 counts of documents split before, so adding one article costs that article."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from rag.errors import IndexCorrupt, IndexNotFound
-from rag.store.generations import C_DOC, C_SENT_HI, C_SENT_LO, S_DOC, read_manifest
+from rag.store.generations import C_DOC, C_SENT_HI, C_SENT_LO, S_DOC, read_documents, read_manifest
 from rag.store.sparse import TERM_COUNTS, Postings, stored_terms
 
 
@@ -113,3 +113,38 @@ def previous_splits(index_dir: Path) -> Previous:
                          sentences[s_bounds[i]:s_bounds[i + 1]], entries[i].get("embedded"))
             for i, key in enumerate(keys) if key}
     return Previous(rows, stored_terms(gen, len(chunks)), len(chunks))
+
+
+def known_files(index_dir: Path):
+    """``known`` for rag.ingest.ingest: the document the live generation holds for a file that has
+    not changed since it was read (same path, size and mtime, same reader version; see FileStat),
+    else None. The generation's documents are read on the first question, not before."""
+    from rag.ingest import FileStat
+    from rag.types import Document
+
+    try:
+        gen, manifest = read_manifest(index_dir)
+        entries = dict(manifest["documents"])
+    except (IndexNotFound, IndexCorrupt, KeyError, TypeError):
+        return None
+    loaded: list = []
+
+    def known(doc_id: str, path: Path, now: FileStat) -> Document | None:
+        entry = entries.get(doc_id) or {}
+        try:
+            before = FileStat(*entry["file"])
+        except (KeyError, TypeError):
+            return None
+        if entry.get("path") != str(path) or not before.unchanged(now):
+            return None
+        if not loaded:
+            try:
+                docs, texts, _ = read_documents(gen)
+            except (ValueError, OSError, KeyError, TypeError):
+                docs, texts = [], None
+            loaded.append(({d.doc_id: i for i, d in enumerate(docs)}, docs, texts))
+        position, docs, texts = loaded[0]
+        i = position.get(doc_id)
+        return None if i is None else replace(docs[i], text=texts[i])
+
+    return known
