@@ -37,6 +37,13 @@ def _write(folder, articles):
         (folder / name).write_text(text, encoding="utf-8")
 
 
+def _assert_fresh(folder, idx, tmp_path, embedder):
+    """The index at ``idx`` equals, array for array and answer for answer, one built from scratch."""
+    scratch = _scratch(folder, tmp_path, embedder)
+    _assert_same(_arrays(idx), _arrays(scratch))
+    assert _answers(idx, embedder) == _answers(scratch, embedder)
+
+
 def _arrays(idx_dir):
     """Every array, the documents and the per-document manifest entries of the live generation."""
     gen = storage.current_generation(idx_dir)
@@ -103,9 +110,7 @@ def test_adding_a_file_splits_only_it_and_equals_a_fresh_build(tmp_path, split_c
     assert split_calls == ["orchard.txt"]
     assert all(e["split"] for e in storage.read_manifest(idx)[1]["documents"].values())
 
-    scratch = _scratch(folder, tmp_path, embedder)
-    _assert_same(_arrays(idx), _arrays(scratch))
-    assert _answers(idx, embedder) == _answers(scratch, embedder)
+    _assert_fresh(folder, idx, tmp_path, embedder)
 
 
 def test_removing_a_file_forgets_its_terms_like_a_fresh_build(tmp_path, split_calls):
@@ -120,9 +125,7 @@ def test_removing_a_file_forgets_its_terms_like_a_fresh_build(tmp_path, split_ca
     build([folder], idx, embedder=embedder)
     assert split_calls == []
     assert "tonn" not in storage.load(idx).bm25.vocab_dict  # "tonnes" was only in the removed file
-    scratch = _scratch(folder, tmp_path, embedder)
-    _assert_same(_arrays(idx), _arrays(scratch))
-    assert _answers(idx, embedder) == _answers(scratch, embedder)
+    _assert_fresh(folder, idx, tmp_path, embedder)
 
 
 @pytest.mark.parametrize("change", ["text", "title", "markdown"])
@@ -145,9 +148,7 @@ def test_a_changed_document_is_split_again(tmp_path, split_calls, change):
         expected = ["mill.md"]
     build([folder], idx, embedder=embedder)
     assert split_calls == expected
-    scratch = _scratch(folder, tmp_path, embedder)
-    _assert_same(_arrays(idx), _arrays(scratch))
-    assert _answers(idx, embedder) == _answers(scratch, embedder)
+    _assert_fresh(folder, idx, tmp_path, embedder)
 
 
 def test_other_chunk_settings_split_everything_again(tmp_path, split_calls):
@@ -342,9 +343,7 @@ def test_files_unchanged_since_they_were_read_are_not_read_again(tmp_path, reads
     report = build([folder], idx, embedder=embedder)
     assert reads == ["orchard.txt"] and report.added == ["orchard.txt"]
     # Taken over unread, the index is still the one a fresh build makes.
-    scratch = _scratch(folder, tmp_path, embedder)
-    _assert_same(_arrays(idx), _arrays(scratch))
-    assert _answers(idx, embedder) == _answers(scratch, embedder)
+    _assert_fresh(folder, idx, tmp_path, embedder)
 
 
 def test_a_file_changed_since_is_read_again_and_answers_from_its_new_text(tmp_path, reads):
