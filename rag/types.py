@@ -3,6 +3,7 @@ the file decoded with ``Document.encoding`` and no newline translation, i.e.
 ``open(path, encoding=encoding, newline="").read()`` (a BOM is dropped, "\r\n" stays two characters)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,3 +121,8 @@ class Answer:
             "timings_ms": {k: round(float(self.timings_ms.get(k, 0.0)), 3)
                            for k in ("embed", "retrieve", "answer", "total")},
         }
+
+    def to_json(self) -> str:
+        """``to_dict()`` as one line of JSON, non-ASCII kept as is: what `rag ask --json` prints and the
+        HTTP API's /api/ask returns."""
+        return json.dumps(self.to_dict(), ensure_ascii=False)
