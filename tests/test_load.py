@@ -103,6 +103,14 @@ def test_bench_throughput_runs_32_callers_on_256_questions_and_reports_mismatche
             f"full in `{bench.MISMATCH_LOG}`.") in page
 
 
+def test_any_difference_but_the_timings_is_a_mismatch():
+    same = answer("q")
+    assert load._key({**same, "timings_ms": {"total": 99.0}}) == load._key(same)
+    for changed in ({**same, "confidence": 0.5}, {**same, "outcome": "possible"},
+                    {**same, "passages": [{"rank": 1, "source": "a.txt", "start": 0, "end": 11, "score": 0.1, "text": "x"}]}):
+        assert load._key(changed) != load._key(same)
+
+
 @pytest.mark.parametrize("url", ["http://10.0.0.1:7860/", "http://example.com/"])
 def test_load_runs_against_loopback_only(url):
     with pytest.raises(ValueError, match="loopback only"):

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute, APIRouter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
@@ -156,7 +157,7 @@ def message_of(error: RagError) -> str:
     if isinstance(error, EmptyQuestion):  # the CLI's message names a command
         return f"The question has no words in it: send a question in words, e.g. {EXAMPLE}"
     if isinstance(error, DocumentNotFound):
-        return f"No document {str(error.args[0]) if error.args else ''!r} in the library: GET /api/documents lists them."
+        return "That document is not in the library: GET /api/documents lists them."
     return " ".join(str(error).split())
 
 
@@ -236,7 +237,7 @@ class Gate:
             return await response(scope, receive, send)
         upload = scope["method"] == "POST" and scope["path"].rstrip("/") == "/api/documents"
         limit = MAX_UPLOAD_REQUEST if upload else MAX_ASK_BYTES
-        too_large = (f"The upload is over {limit / 2**20:.0f} MB: send at most {MAX_FILES} files of "
+        too_large = (f"The upload is too large: send at most {MAX_FILES} files of "
                      f"{library.MAX_UPLOAD_BYTES // 2**20} MB each per request." if upload else
                      f"The request body is over {limit // 1024} KB: a question is at most {MAX_QUESTION_CHARS:,} characters.")
         try:
@@ -326,7 +327,8 @@ def create_api(holder, lib: library.Library, credentials: tuple[str, str] | None
         if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
             raise ApiError(422, "Send the files as multipart form data: curl -F files=@article.txt …/api/documents")
         async with request.form(max_files=MAX_FILES + 1) as form:
-            files = [v for v in form.values() if hasattr(v, "filename") and v.filename is not None]
+            # multi_items: values() keeps only the last file sent under each field name
+            files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
             if not files:
                 raise ApiError(422, "No file in the request: curl -F files=@article.txt …/api/documents")
             if len(files) > MAX_FILES:
@@ -352,7 +354,10 @@ def create_api(holder, lib: library.Library, credentials: tuple[str, str] | None
                    summary="Remove a document")
     def remove(doc_id: str) -> dict:
         """Uploaded files are kept aside (the page can restore them); other files are only left out of the index."""
-        message = lib.remove(holder.current().store, doc_id, after=holder.reload)
+        try:
+            message = lib.remove(holder.current().store, doc_id, after=holder.reload)
+        except DocumentNotFound:
+            raise ApiError(404, f"No document {doc_id!r} in the library: GET /api/documents lists them.") from None
         return {"removed": doc_id, "message": message}
 
     @router.get("/health", response_model=HealthOut, summary="Is the server answering")
