@@ -62,7 +62,9 @@ class AskRequest(BaseModel):
                           examples=["Where is iFlytek based?"])
     history: list[str] = Field(default_factory=list, max_length=MAX_HISTORY,
                                description="Earlier questions of the conversation, oldest first (for follow-ups).")
-    k: int | None = Field(None, ge=1, le=MAX_K, description="Passages to return (default 5); the answer always reads 5.")
+    # strict: JSON true or 2.0 is not a k (a form's "2" is turned into 2 where the form is read)
+    k: int | None = Field(None, ge=1, le=MAX_K, strict=True,
+                          description="Passages to return (default 5); the answer always reads 5.")
 
 
 class CitationOut(BaseModel):
@@ -273,13 +275,18 @@ async def _ask_fields(request: Request) -> dict[str, Any]:
             fields = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError:
             raise ApiError(400, "The form is not UTF-8 text.") from None
-        return {name: values if name == "history" else values[-1] for name, values in fields.items()}
+        out = {name: values if name == "history" else values[-1] for name, values in fields.items()}
+        if isinstance(out.get("k"), str) and out["k"].strip().isdigit():
+            out["k"] = int(out["k"])
+        return out
     if not raw.strip():
         raise ApiError(400, f"The request has no body: send a JSON object like {EXAMPLE}")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"The body is not valid JSON ({e}): send an object like {EXAMPLE}") from None
+    except RecursionError:
+        raise ApiError(400, f"The body nests too deeply to read: send an object like {EXAMPLE}") from None
     if not isinstance(body, dict):
         raise ApiError(422, f"The body must be a JSON object like {EXAMPLE}")
     return body

@@ -158,6 +158,8 @@ def test_history_makes_a_follow_up_search_the_earlier_subject(served):
     ({"question": 7}, 422, "question: Input should be a valid string"),
     ({"question": "parade", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
     ({"question": "parade", "k": 21}, 422, "k: Input should be less than or equal to 20"),
+    ({"question": "parade", "k": True}, 422, "k: Input should be a valid integer"),
+    ({"question": "parade", "k": "2"}, 422, "k: Input should be a valid integer"),
     ({"question": "parade", "questions": "typo"}, 422, "questions: Extra inputs are not permitted"),
     (["parade"], 422, 'The body must be a JSON object like {"question": "Where is iFlytek based?"}'),
 ])
@@ -172,6 +174,8 @@ def test_malformed_and_oversized_bodies_are_refused_before_the_pipeline(served):
     url = site["url"] + "/api/ask"
     r = httpx.post(url, content=b'{"question": "x', headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"].startswith("The body is not valid JSON (Unterminated string")
+    assert_error(httpx.post(url, content=b"[" * 100_000), 400,
+                 'The body nests too deeply to read: send an object like {"question": "Where is iFlytek based?"}')
     assert_error(httpx.post(url), 400, 'The request has no body: send a JSON object like {"question": "Where is iFlytek based?"}')
     big = json.dumps({"question": "parade", "history": ["word " * 300] * 200})  # ~300 KB
     assert_error(httpx.post(url, content=big, headers={"Content-Type": "application/json"}), 413,
