@@ -348,6 +348,11 @@ def create_server(index_dir: str | Path, embedder=None, library_dir: str | Path 
     from ui.api import create_api
 
     backend = open_backend(index_dir, embedder, library_dir, model, store)
+    # The query encoder loads lazily (half a second); load it before serving, or every caller of the
+    # first burst of questions waits for it.
+    warm_up = getattr(backend[0].embedder, "warm_up", None)
+    if warm_up is not None:
+        warm_up()
     app = create_api(*backend, credentials=credentials, api_only=not page)
     if page:
         import gradio as gr
