@@ -365,3 +365,10 @@ def test_the_load_tool_drives_the_api_and_finds_no_difference(served):
     assert (r["answered"], r["errors"], r["mismatches"]) == (6, 0, 0)
     with pytest.raises(RuntimeError, match="HTTP 401: .*This server needs a user name and password"):
         load.run(auth["url"] + "/", clients=2, count=4, target="api")  # without the password
+
+
+def test_with_the_page_and_auth_the_page_and_the_api_are_both_guarded(served):
+    site = served(page=True, credentials=("ann", "s3cret"))
+    assert httpx.post(site["url"] + "/gradio_api/call/ask", json={"data": [PARADE]}).status_code == 401  # Gradio's login
+    assert httpx.get(site["url"] + "/api/health").status_code == 401
+    assert httpx.get(site["url"] + "/api/health", auth=("ann", "s3cret")).status_code == 200
