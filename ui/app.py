@@ -149,10 +149,24 @@ def open_backend(index_dir: str | Path, embedder=None, library_dir: str | Path |
                  store: str | None = None) -> tuple[Holder, library.Library]:
     """The live assistant and the library over the index at ``index_dir`` (or the Milvus store ``store``
     names), which the page and the HTTP API share: one lock then serialises their changes."""
-    holder = Holder(Path(index_dir), embedder, model, store)
+    queries, documents = (embedder, embedder) if embedder is not None else server_embedders(Path(index_dir))
+    holder = Holder(Path(index_dir), queries, model, store)
     lib = library.Library(Path(index_dir), Path(library_dir) if library_dir else Path(index_dir).parent / "library",
-                          holder.embedder, store)
+                          documents, store)
     return holder, lib
+
+
+def server_embedders(index_dir: Path):
+    """(for questions, for uploads): the packaged model as Assistant.load picks it. An ONNX encoder runs
+    each question on one thread, so a server answers several at once, one per core, instead of splitting
+    each across both cores, which stall whenever another process holds one (README, Performance); uploads
+    are embedded in batches, where two threads pay off, by a second session loaded at the first upload."""
+    from rag.embed import OnnxEmbedder, default_embedder
+
+    chosen = default_embedder(index_dir)
+    if isinstance(chosen, OnnxEmbedder):
+        return OnnxEmbedder(chosen.onnx_path, threads=1), chosen
+    return chosen, chosen
 
 
 def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | None = None, model=None,
