@@ -149,24 +149,28 @@ def open_backend(index_dir: str | Path, embedder=None, library_dir: str | Path |
                  store: str | None = None) -> tuple[Holder, library.Library]:
     """The live assistant and the library over the index at ``index_dir`` (or the Milvus store ``store``
     names), which the page and the HTTP API share: one lock then serialises their changes."""
-    queries, documents = (embedder, embedder) if embedder is not None else server_embedders(Path(index_dir))
-    holder = Holder(Path(index_dir), queries, model, store)
+    holder = Holder(Path(index_dir), embedder, model, store)
+    documents = holder.embedder  # uploads are embedded in batches, where the chosen embedder's threads pay off
+    if embedder is None:
+        _questions_on_one_thread(holder)
     lib = library.Library(Path(index_dir), Path(library_dir) if library_dir else Path(index_dir).parent / "library",
                           documents, store)
     return holder, lib
 
 
-def server_embedders(index_dir: Path):
-    """(for questions, for uploads): the packaged model as Assistant.load picks it. An ONNX encoder runs
-    each question on one thread, so a server answers several at once, one per core, instead of splitting
-    each across both cores, which stall whenever another process holds one (README, Performance); uploads
-    are embedded in batches, where two threads pay off, by a second session loaded at the first upload."""
-    from rag.embed import OnnxEmbedder, default_embedder
+def _questions_on_one_thread(holder: Holder) -> None:
+    """Give ``holder`` an ONNX query encoder of one thread in place of the one Assistant.load chose (same
+    model file, same vectors): a server answers several questions at once, one per core, instead of
+    splitting each across both cores, which stall whenever another process holds one (README,
+    Performance). Any other embedder is kept."""
+    from rag.embed import OnnxEmbedder
 
-    chosen = default_embedder(index_dir)
-    if isinstance(chosen, OnnxEmbedder):
-        return OnnxEmbedder(chosen.onnx_path, threads=1), chosen
-    return chosen, chosen
+    chosen = holder.embedder
+    if type(chosen) is not OnnxEmbedder or chosen.threads:
+        return
+    fingerprint = getattr(chosen, "fingerprint", None)  # recorded with the index by newer exports
+    holder.embedder = OnnxEmbedder(chosen.onnx_path, threads=1, **({"fingerprint": fingerprint} if fingerprint else {}))
+    holder.reload()
 
 
 def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | None = None, model=None,
