@@ -199,21 +199,30 @@ def _serve_ready(index_dir: Path) -> float:
 
 # ------------------------------------------------------------------------------------------ 5. load
 
-THROUGHPUT_LEVELS = ((1, 48), (4, 48), (16, 48), (32, 256))  # (concurrent callers, questions)
+# (endpoint, concurrent callers, questions): the page's Gradio `ask`, then the HTTP API's /api/ask
+THROUGHPUT_LEVELS = (("gradio", 1, 48), ("gradio", 4, 48), ("gradio", 16, 48), ("gradio", 32, 256),
+                     ("api", 1, 256), ("api", 16, 512))
+QUICK_THROUGHPUT_LEVELS = (("gradio", 1, 8), ("gradio", 4, 8), ("api", 16, 32))
 MISMATCH_LOG = "throughput-mismatches.jsonl"
 
 
+def _level(target: str, clients: int) -> str:
+    return str(clients) if target == "gradio" else f"{target}-{clients}"
+
+
 def bench_throughput(index_dir: Path, out_dir: Path, levels=THROUGHPUT_LEVELS) -> dict:
-    """Questions per second answered by a running server at each level of concurrent callers
-    (evals/load.py, which also checks every answer against a sequential one). Each error and each
-    answer differing from the sequential one goes, in full, to ``out_dir/throughput-mismatches.jsonl``."""
+    """Questions per second answered by a running server at each level of concurrent callers, keyed
+    "16" (Gradio) or "api-16" (evals/load.py, which also checks every answer against a sequential one).
+    Each error and each answer differing from the sequential one goes, in full, to
+    ``out_dir/throughput-mismatches.jsonl``."""
     from evals.load import run as load
 
     log = out_dir / MISMATCH_LOG
     log.write_text("", encoding="utf-8")
     proc, url, _ = _start_server(index_dir)
     try:
-        return {str(clients): load(url, clients=clients, count=count, log=log) for clients, count in levels}
+        return {_level(target, clients): load(url, clients=clients, count=count, log=log, target=target)
+                for target, clients, count in levels}
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -564,7 +573,7 @@ def run(out_dir: Path, quick: bool = False, sizes: list[int] | None = None, only
         steps = [("latency", lambda: bench_latency(index_dir, repeats=1 if quick else 3, limit=20 if quick else None)),
                  ("build", lambda: bench_build(copies=1 if quick else 4)),
                  ("startup", lambda: bench_startup(index_dir, runs=1 if quick else 3)),
-                 ("throughput", lambda: bench_throughput(index_dir, out_dir, ((1, 8), (4, 8)) if quick else THROUGHPUT_LEVELS)),
+                 ("throughput", lambda: bench_throughput(index_dir, out_dir, QUICK_THROUGHPUT_LEVELS if quick else THROUGHPUT_LEVELS)),
                  ("scale", lambda: bench_scale(sizes)),
                  ("library", lambda: bench_library(LIBRARY_MB[:1] if quick else LIBRARY_MB, repeats=1 if quick else 3)),
                  ("stores", lambda: bench_stores(STORE_SIZES[:1] if quick else (sizes_given or STORE_SIZES),
@@ -629,15 +638,16 @@ def markdown(r: dict) -> str:
         lines += ["", "Retrieval is the fused dense + BM25 search with its passages fetched, without the query encode. "
                   "Passages/s excludes the hashing embedder that stands in for the model. milvus-lite runs its engine "
                   "inside the serving process: its memory is in the RSS column."]
-    lines += ["", "## Throughput (server, `ask` API)", "",
-              "| concurrent callers | questions | questions/s | p50 ms | p95 ms | errors | answers differing from sequential |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Throughput (server: the page's Gradio `ask`, and the HTTP API's `/api/ask`)", "",
+              "| endpoint | concurrent callers | questions | questions/s | p50 ms | p95 ms | errors | answers differing from sequential |",
+              "|---|---|---|---|---|---|---|---|"]
     for level, row in r["throughput"].items():
-        lines.append(f"| {level} | {row['questions']} | {row['qps']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | "
-                     f"{row['errors']} | {row['mismatches']} |")
+        endpoint = "`/api/ask`" if row.get("target") == "api" else "Gradio `ask`"
+        lines.append(f"| {endpoint} | {row['clients']} | {row['questions']} | {row['qps']:.1f} | {row['p50_ms']:.0f} | "
+                     f"{row['p95_ms']:.0f} | {row['errors']} | {row['mismatches']} |")
     bad = [(level, row) for level, row in r["throughput"].items() if row["errors"] or row["mismatches"]]
     for level, row in bad:
-        lines.append(f"\n**{level} callers: {row['errors']} errors, {row['mismatches']} answers differing from the sequential "
+        lines.append(f"\n**{level.replace('-', ' ')} callers: {row['errors']} errors, {row['mismatches']} answers differing from the sequential "
                      f"ones** (first: {'; '.join(row['first_errors'] + row['first_mismatches'])}); each is logged in full "
                      f"in `{MISMATCH_LOG}`.")
     if not bad:

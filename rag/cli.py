@@ -55,13 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--report", default=None, help="write report.json, report.md and plots into this folder")
     p.add_argument("-c", "--compare", nargs=2, metavar=("A", "B"), help="compare two report.json files instead")
 
-    p = sub.add_parser("serve", help="serve the chat page (http://127.0.0.1:7860)",
-                       description="Serve the chat. Example: rag serve --port 7860")
+    p = sub.add_parser("serve", help="serve the chat page and its HTTP API (http://127.0.0.1:7860)",
+                       description="Serve the chat and the HTTP API (/api/ask, /docs). Example: rag serve --port 7860")
     p.add_argument("-H", "--host", default="127.0.0.1", help="bind address (default loopback; others need --auth)")
     p.add_argument("-P", "--port", type=int, default=7860)
     _index_dir_arg(p)
     p.add_argument("-a", "--auth", default=None, help="user:password (or RAG_AUTH); required off loopback")
     p.add_argument("-l", "--library", default=None, help="where uploaded articles are kept (default: beside the index)")
+    p.add_argument("--api-only", action="store_true", help="serve the HTTP API (/api/…, /docs) without the chat page")
 
     p = sub.add_parser("bench", help="speed and scale benchmarks (bench.json, bench.md)",
                        description="Benchmark. Example: rag bench --quick --out .rag/bench")
@@ -131,7 +132,7 @@ def cmd_ask(args) -> int:
     if answer.notice:
         print(f"note: {answer.notice}", file=sys.stderr)
     if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+        print(answer.to_json())
         return 0
     print(format_answer(answer))
     return 0
@@ -223,7 +224,8 @@ def cmd_serve(args) -> int:
     from ui.app import serve
 
     _check_store(args.store)
-    serve(args.host, args.port, args.index_dir, args.auth, library_dir=args.library, store=args.store)
+    serve(args.host, args.port, args.index_dir, args.auth, library_dir=args.library, store=args.store,
+          page=not args.api_only)
     return 0
 
 

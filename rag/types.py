@@ -4,6 +4,7 @@ for .txt/.md the file decoded with ``Document.encoding`` and no newline translat
 for .html and .pdf the text extracted from the file (``encoding`` is then EXTRACTED_HTML or EXTRACTED_PDF)."""
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,3 +147,8 @@ class Answer:
             "timings_ms": {k: round(float(self.timings_ms.get(k, 0.0)), 3)
                            for k in ("embed", "retrieve", "answer", "total")},
         }
+
+    def to_json(self) -> str:
+        """``to_dict()`` as one line of JSON, non-ASCII kept as is: what `rag ask --json` prints and the
+        HTTP API's /api/ask returns."""
+        return json.dumps(self.to_dict(), ensure_ascii=False)

@@ -140,3 +140,13 @@ def test_without_min_confidence_the_model_thresholds_apply(capsys, mini_cli):
     idx, seen = mini_cli
     code, _, _ = run(capsys, "ask", "Where is Zephyr Dynamics based?", "--index-dir", idx)
     assert code == 0 and seen == [Settings()] and seen[0].min_confidence is None
+
+
+@pytest.mark.parametrize("flag, page", [([], True), (["--api-only"], False)])
+def test_serve_api_only_leaves_the_page_out(monkeypatch, flag, page):
+    import ui.app
+
+    seen = {}
+    monkeypatch.setattr(ui.app, "serve", lambda *args, **kwargs: seen.update(kwargs))
+    assert main(["serve", "--port", "7999", *flag]) == 0
+    assert seen["page"] is page

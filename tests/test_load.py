@@ -85,11 +85,19 @@ def test_bench_throughput_runs_32_callers_on_256_questions_and_reports_mismatche
         def wait(self, timeout):
             return 0
     monkeypatch.setattr(bench, "_start_server", lambda index_dir: (Proc(), "http://127.0.0.1:9/", 0.1))
+    api_calls = []
+
+    def api_client(url, auth=None):  # the HTTP API's caller, answering like the same fake server
+        api_calls.append(url)
+        return server.module().Client(url)
+    monkeypatch.setattr(load, "ApiClient", api_client)
     r = bench.bench_throughput(tmp_path / "idx", tmp_path)
-    assert {k: (v["clients"], v["questions"], v["answered"]) for k, v in r.items()} == {
-        "1": (1, 48, 48), "4": (4, 48, 48), "16": (16, 48, 48), "32": (32, 256, 256)}
+    assert {k: (v["target"], v["clients"], v["questions"], v["answered"]) for k, v in r.items()} == {
+        "1": ("gradio", 1, 48, 48), "4": ("gradio", 4, 48, 48), "16": ("gradio", 16, 48, 48),
+        "32": ("gradio", 32, 256, 256), "api-1": ("api", 1, 256, 256), "api-16": ("api", 16, 512, 512)}
+    assert len(api_calls) == (1 + 1) + (1 + 16)  # a sequential caller and the concurrent ones, per level
     # the odd question is among the first 48, so level 1 sees it in its concurrent pass
-    assert [v["mismatches"] for v in r.values()] == [1, 0, 0, 0]
+    assert [v["mismatches"] for v in r.values()] == [1, 0, 0, 0, 0, 0]
     rows = [json.loads(line) for line in (tmp_path / bench.MISMATCH_LOG).read_text().splitlines()]
     assert [(row["kind"], row["clients"], row["question"]) for row in rows] == [("mismatch", 1, odd)]
     assert rows[0]["concurrent"]["citations"][0]["start"] == 1 and rows[0]["sequential"]["citations"][0]["start"] == 0
@@ -98,9 +106,17 @@ def test_bench_throughput_runs_32_callers_on_256_questions_and_reports_mismatche
                                        "query_p50_over_torch_encode": 0.5, "torch_encode_p50_ms": 2},
                            "build": {"build_over_encode": 1, "build_s": 1, "encode_all_s": 1, "passages": 1, "sentences": 1},
                            "startup": {"help_s": 0.1, "ask_s": 1, "serve_s": 1}, "scale": [], "throughput": r})
-    assert "| 32 | 256 |" in page
+    assert "| Gradio `ask` | 32 | 256 |" in page and "| `/api/ask` | 16 | 512 |" in page
     assert (f"**1 callers: 0 errors, 1 answers differing from the sequential ones** (first: {odd}); each is logged in "
             f"full in `{bench.MISMATCH_LOG}`.") in page
+
+
+def test_any_difference_but_the_timings_is_a_mismatch():
+    same = answer("q")
+    assert load._key({**same, "timings_ms": {"total": 99.0}}) == load._key(same)
+    for changed in ({**same, "confidence": 0.5}, {**same, "outcome": "possible"},
+                    {**same, "passages": [{"rank": 1, "source": "a.txt", "start": 0, "end": 11, "score": 0.1, "text": "x"}]}):
+        assert load._key(changed) != load._key(same)
 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.1:7860/", "http://example.com/"])

@@ -240,3 +240,22 @@ def test_the_page_sees_a_library_changed_by_another_process(tmp_path, corpus):
     now = holder.current()
     assert now is not before and "ferry.txt" in [d.doc_id for d in now.store.catalog()]
     assert now.ask("harbor ferry visitors").citations[0].doc_id == "ferry.txt"
+
+
+def test_the_server_encodes_each_question_on_one_onnx_thread():
+    """`rag serve` swaps the query encoder Assistant.load chose for a one-thread one over the same file;
+    any other embedder (a fake here, sentence-transformers) is kept as it is."""
+    import types
+
+    from rag.embed import OnnxEmbedder
+    from ui.app import _questions_on_one_thread
+
+    reloads = []
+    holder = types.SimpleNamespace(embedder=OnnxEmbedder("/models/m.onnx"), reload=lambda: reloads.append(1))
+    _questions_on_one_thread(holder)
+    assert (type(holder.embedder), holder.embedder.onnx_path, holder.embedder.threads, reloads) == (
+        OnnxEmbedder, "/models/m.onnx", 1, [1])
+    fake = KeywordEmbedder()
+    holder = types.SimpleNamespace(embedder=fake, reload=lambda: reloads.append(2))
+    _questions_on_one_thread(holder)
+    assert holder.embedder is fake and reloads == [1]

@@ -145,15 +145,42 @@ PAGE_JS = r"""
 """
 
 
+def open_backend(index_dir: str | Path, embedder=None, library_dir: str | Path | None = None, model=None,
+                 store: str | None = None) -> tuple[Holder, library.Library]:
+    """The live assistant and the library over the index at ``index_dir`` (or the Milvus store ``store``
+    names), which the page and the HTTP API share: one lock then serialises their changes."""
+    holder = Holder(Path(index_dir), embedder, model, store)
+    documents = holder.embedder  # uploads are embedded in batches, where the chosen embedder's threads pay off
+    if embedder is None:
+        _questions_on_one_thread(holder)
+    lib = library.Library(Path(index_dir), Path(library_dir) if library_dir else Path(index_dir).parent / "library",
+                          documents, store)
+    return holder, lib
+
+
+def _questions_on_one_thread(holder: Holder) -> None:
+    """Give ``holder`` an ONNX query encoder of one thread in place of the one Assistant.load chose (same
+    model file, same vectors): a server answers several questions at once, one per core, instead of
+    splitting each across both cores, which stall whenever another process holds one (README,
+    Performance). Any other embedder is kept."""
+    from rag.embed import OnnxEmbedder
+
+    chosen = holder.embedder
+    if type(chosen) is not OnnxEmbedder or chosen.threads:
+        return
+    fingerprint = getattr(chosen, "fingerprint", None)  # recorded with the index by newer exports
+    holder.embedder = OnnxEmbedder(chosen.onnx_path, threads=1, **({"fingerprint": fingerprint} if fingerprint else {}))
+    holder.reload()
+
+
 def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | None = None, model=None,
-              store: str | None = None):
+              store: str | None = None, backend: tuple[Holder, library.Library] | None = None):
     """The page over the index at ``index_dir`` (or the Milvus store ``store`` names); ``embedder`` and
-    ``model`` (the answer model) default to the real ones."""
+    ``model`` (the answer model) default to the real ones. ``backend`` (from open_backend) replaces all
+    of these when given."""
     import gradio as gr
 
-    holder = Holder(Path(index_dir), embedder, model, store)
-    lib = library.Library(Path(index_dir), Path(library_dir) if library_dir else Path(index_dir).parent / "library",
-                          holder.embedder, store)
+    holder, lib = backend or open_backend(index_dir, embedder, library_dir, model, store)
 
     def doc_choices(store) -> list[tuple[str, str]]:
         return [(render.doc_label(d.doc_id, d.title), d.doc_id) for d in store.catalog()]
@@ -331,19 +358,48 @@ def launch_options() -> dict:
             "max_file_size": library.MAX_UPLOAD_BYTES}
 
 
+def create_server(index_dir: str | Path, embedder=None, library_dir: str | Path | None = None, model=None,
+                  store: str | None = None, credentials: tuple[str, str] | None = None, page: bool = True,
+                  host: str = "127.0.0.1", port: int = 7860):
+    """The ASGI app `rag serve` runs: the HTTP API (ui/api.py) and, unless ``page`` is False, the chat
+    page mounted at / beside it, both over one index and library and behind the same ``credentials``."""
+    from ui.api import create_api
+
+    backend = open_backend(index_dir, embedder, library_dir, model, store)
+    # The query encoder loads lazily (half a second); load it before serving, or every caller of the
+    # first burst of questions waits for it.
+    warm_up = getattr(backend[0].embedder, "warm_up", None)
+    if warm_up is not None:
+        warm_up()
+    app = create_api(*backend, credentials=credentials, api_only=not page)
+    if page:
+        import gradio as gr
+
+        demo = build_app(index_dir, backend=backend)
+        options = {k: v for k, v in launch_options().items() if k != "quiet"}
+        app = gr.mount_gradio_app(app, demo, path="/", auth=credentials, server_name=host, server_port=port, **options)
+    return app
+
+
 def serve(host: str = "127.0.0.1", port: int = 7860, index_dir: str | Path | None = None, auth: str | None = None,
-          embedder=None, library_dir: str | Path | None = None, store: str | None = None) -> None:
-    """Serve the chat. Binding beyond loopback requires ``auth`` ("user:password").
+          embedder=None, library_dir: str | Path | None = None, store: str | None = None, page: bool = True) -> None:
+    """Serve the chat page and the HTTP API (only the API when ``page`` is False). Binding beyond
+    loopback requires ``auth`` ("user:password").
 
     Raises:
         RagError: a non-loopback host without authentication, or a bad ``auth`` value.
     """
+    import uvicorn
+
     from rag.config import default_index_dir
 
     credentials = parse_auth(auth or os.environ.get("RAG_AUTH"))
     if not is_loopback(host) and credentials is None:
         raise RagError(f"Refusing to serve on {host} without authentication: add --auth user:password (or set RAG_AUTH), "
                        "or bind to 127.0.0.1")
-    demo = build_app(Path(index_dir) if index_dir else default_index_dir(), embedder, library_dir, store=store)
-    print(f"Serving the chat on http://{host}:{port}", flush=True)
-    demo.launch(server_name=host, server_port=port, auth=credentials, **launch_options())
+    app = create_server(Path(index_dir) if index_dir else default_index_dir(), embedder, library_dir, store=store,
+                        credentials=credentials, page=page, host=host, port=port)
+    what = "the chat and its API" if page else "the HTTP API"
+    print(f"Serving {what} on http://{host}:{port} (API documentation at /docs)", flush=True)
+    # No access log: a line per request costs more than answering a question (see README, Performance).
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
