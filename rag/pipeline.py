@@ -22,12 +22,12 @@ from rag import chunk as chunking
 from rag.store import generations as storage
 from rag.store import excluded as removals
 from rag.store import lock, reuse, sparse
-from rag.answer import AnswerModel, ExtractiveAnswerer
+from rag.answer import Answerer, AnswerModel, ExtractiveAnswerer
 from rag.config import ChunkSettings, Settings, default_cache_dir, default_index_dir, whole_number
 from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, indexing_embedder
 from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments, RagError
 from rag.ingest import ingest
-from rag.retrieve import HybridRetriever
+from rag.retrieve import HybridRetriever, Retriever
 from rag.store.local import LocalStore
 from rag.text import TOKENIZER_VERSION, tokenize
 from rag.types import Answer, Document
@@ -385,7 +385,9 @@ class Assistant:
     """Answers questions from one store. Cheap to ask concurrently: it holds no per-question state."""
 
     def __init__(self, store, embedder: Embedder, settings: Settings = Settings(), query_cache: int = 256,
-                 model: AnswerModel | None = None):
+                 model: AnswerModel | None = None, retriever: Retriever | None = None, answerer: Answerer | None = None):
+        """``retriever`` and ``answerer`` replace the hybrid retriever and the extractive answerer over
+        ``store`` (any object with their protocol's methods)."""
         if isinstance(store, storage.Index):
             store = LocalStore(store)
         if store.model_id != embedder.model_id:
@@ -393,8 +395,8 @@ class Assistant:
         self.store = store
         self.embedder = embedder
         self.settings = settings
-        self.retriever = HybridRetriever(store, embedder, settings)
-        self.answerer = ExtractiveAnswerer(store, embedder, settings, model)
+        self.retriever: Retriever = retriever or HybridRetriever(store, embedder, settings)
+        self.answerer: Answerer = answerer or ExtractiveAnswerer(store, embedder, settings, model)
         self._vectors: dict[str, np.ndarray] = {}  # insertion-ordered: the first key is the oldest
         self._vectors_lock = threading.Lock()  # the chat page asks from several threads at once
         self._cache_size = query_cache

@@ -20,17 +20,23 @@ class Retriever(Protocol):
     def retrieve(self, query: str, k: int) -> list[Hit]:
         """The k best passages for ``query``."""
 
+    def search(self, query: str, query_vector: np.ndarray, k: int) -> list[Hit]:
+        """As retrieve, given the query's vector (the pipeline embeds each question once)."""
+
 
 class DenseRetriever:
     def __init__(self, store: Store, embedder: Embedder):
         self.store = store
         self.embedder = embedder
 
-    def search(self, query_vector: np.ndarray, k: int) -> Ranked:
+    def ranked(self, query_vector: np.ndarray, k: int) -> Ranked:
         return self.store.dense(np.asarray(query_vector, dtype=np.float32), k) if k > 0 else []
 
     def retrieve(self, query: str, k: int) -> list[Hit]:
-        ranked = self.search(self.embedder.embed_query(query), k)
+        return self.search(query, self.embedder.embed_query(query), k)
+
+    def search(self, query: str, query_vector: np.ndarray, k: int) -> list[Hit]:
+        ranked = self.ranked(query_vector, k)
         chunks = self.store.passages([r for r, _ in ranked])
         return [Hit(c, s, i + 1, dense_rank=i + 1) for i, (c, (_, s)) in enumerate(zip(chunks, ranked))]
 
@@ -39,11 +45,15 @@ class BM25Retriever:
     def __init__(self, store: Store):
         self.store = store
 
-    def search(self, terms: Sequence[str], k: int) -> Ranked:
+    def ranked(self, terms: Sequence[str], k: int) -> Ranked:
         return self.store.sparse(list(terms), k) if k > 0 and terms else []
 
     def retrieve(self, query: str, k: int) -> list[Hit]:
-        ranked = self.search(tokenize(query), k)
+        return self.search(query, None, k)
+
+    def search(self, query: str, query_vector: np.ndarray | None, k: int) -> list[Hit]:
+        """BM25 needs no vector: ``query_vector`` is ignored."""
+        ranked = self.ranked(tokenize(query), k)
         chunks = self.store.passages([r for r, _ in ranked])
         return [Hit(c, s, i + 1, bm25_rank=i + 1) for i, (c, (_, s)) in enumerate(zip(chunks, ranked))]
 
@@ -65,8 +75,8 @@ class HybridRetriever:
     def search(self, query: str, query_vector: np.ndarray, k: int) -> list[Hit]:
         s = self.settings
         n = max(s.candidates, k)
-        dense = self.dense.search(query_vector, n) if s.fusion != "bm25" else []
-        sparse = self.bm25.search(tokenize(query), n) if s.fusion != "dense" else []
+        dense = self.dense.ranked(query_vector, n) if s.fusion != "bm25" else []
+        sparse = self.bm25.ranked(tokenize(query), n) if s.fusion != "dense" else []
         fused = fuse(dense, sparse, s)
         dense_rank = {r: i + 1 for i, (r, _) in enumerate(dense)}
         bm25_rank = {r: i + 1 for i, (r, _) in enumerate(sparse)}

@@ -81,7 +81,7 @@ def test_dense_search_is_exact_for_any_corpus_and_k(tmp_path, n, k):
     q /= np.linalg.norm(q)
     exact = np.asarray(index.index.chunk_vectors) @ q
     best = np.argsort(-exact, kind="stable")[:min(k, n)]
-    got = DenseRetriever(index, emb).search(q, k)
+    got = DenseRetriever(index, emb).ranked(q, k)
     assert [r for r, _ in got] == best.tolist()
     assert np.allclose([s for _, s in got], exact[best], atol=1e-5)
     hits = DenseRetriever(index, emb).retrieve("herons near the pier", k)
@@ -150,3 +150,28 @@ def test_default_score_fusion_weighs_dense_and_bm25_equally(mini_index):
     assert starts(hits[:3]) == [("sub/gamma.txt", 360), ("beta.md", 48), ("beta.md", 154)]
     assert [round(h.score, 4) for h in hits] == [1.0, 0.2596, 0.125, 0.0]
     assert [(h.dense_rank, h.bm25_rank) for h in hits] == [(1, 1), (2, 2), (3, 3), (4, None)]
+
+
+def test_the_assistant_takes_any_retriever_and_answerer_through_their_protocols(tmp_path, corpus):
+    from rag.pipeline import Assistant, build
+    from rag.types import Answer
+
+    e = KeywordEmbedder()
+    build([corpus], tmp_path / "idx", embedder=e)
+    seen = []
+
+    class OnlyBM25(BM25Retriever):
+        def search(self, query, query_vector, k):
+            seen.append(("search", query, k))
+            return super().search(query, query_vector, k)
+
+    class Echo:
+        def answer(self, question, hits, query_vector=None):
+            seen.append(("answer", [h.chunk.doc_id for h in hits]))
+            return Answer(question=question, text=hits[0].chunk.text, abstained=False)
+
+    base = Assistant.load(tmp_path / "idx", embedder=e)
+    a = Assistant(base.store, e, retriever=OnlyBM25(base.store), answerer=Echo())
+    got = a.ask("sourdough ovens", k=2)
+    assert seen[0][0] == "search" and seen[1][0] == "answer" and got.text == got.hits[0].chunk.text
+    assert got.hits == tuple(BM25Retriever(base.store).retrieve("sourdough ovens", 5)[:2])
