@@ -26,7 +26,7 @@ from rag.answer import Answerer, AnswerModel, ExtractiveAnswerer
 from rag.config import ChunkSettings, Settings, default_cache_dir, default_index_dir, whole_number
 from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, indexing_embedder
 from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments, RagError
-from rag.ingest import ingest
+from rag.ingest import READERS, SUFFIXES, Unreadable, ingest  # noqa: F401 (Unreadable: for read_article's callers)
 from rag.retrieve import HybridRetriever, Retriever
 from rag.store.local import LocalStore
 from rag.text import TOKENIZER_VERSION, tokenize
@@ -210,6 +210,22 @@ def _fill_milvus(st, spec: str, paths, embedder: Embedder, cs: ChunkSettings, re
 def _listed(d: Document) -> str:
     return json.dumps([d.title, d.date, d.path, d.encoding, d.sha256, d.url, d.author, d.site, list(d.pages)],
                       ensure_ascii=False)
+
+
+FORMATS = SUFFIXES  # the file suffixes `rag index` reads
+
+
+def read_article(path: str | Path, name: str) -> Document:
+    """The Document `rag index` makes of the file at ``path`` when it is named ``name`` (whose suffix
+    picks the reader: an upload's temporary file may have another).
+
+    Raises:
+        Unreadable: a web page or PDF with no article text, or a damaged PDF (the message says which).
+        UnicodeError: a text file that is not text.
+        OSError: the file cannot be read.
+    """
+    reader = READERS.get(Path(name).suffix.lower(), READERS[".txt"])
+    return reader.read(Path(path).read_bytes(), name, str(path))[0]
 
 
 def library_state(index_dir: str | Path | None = None, store: str | None = None) -> dict:

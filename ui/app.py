@@ -168,8 +168,7 @@ def _questions_on_one_thread(holder: Holder) -> None:
     chosen = holder.embedder
     if type(chosen) is not OnnxEmbedder or chosen.threads:
         return
-    fingerprint = getattr(chosen, "fingerprint", None)  # recorded with the index by newer exports
-    holder.embedder = OnnxEmbedder(chosen.onnx_path, threads=1, **({"fingerprint": fingerprint} if fingerprint else {}))
+    holder.embedder = OnnxEmbedder(chosen.onnx_path, threads=1, fingerprint=chosen.fingerprint)
     holder.reload()
 
 

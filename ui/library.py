@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 from rag.errors import DocumentNotFound, RagError
-from rag.ingest import READERS, Unreadable, decode
+from rag.pipeline import FORMATS, Unreadable, read_article
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-ALLOWED = tuple(READERS)  # every format `rag index` reads: .txt, .md, .markdown, .html, .htm, .pdf
+ALLOWED = tuple(FORMATS)  # every format `rag index` reads: .txt, .md, .markdown, .html, .htm, .pdf
 KINDS = ".txt, .md, .html and .pdf"
 TRASH_PREFIX = ".removing-"  # a file being removed waits under this hidden name, which discover() skips
 REMOVED_DIR = ".removed"  # removed uploads are kept here (hidden: never indexed) so the page can restore them
@@ -58,10 +58,8 @@ class Removed:
 
 
 def _title_of(path: Path) -> str | None:
-    from rag.ingest import read_document
-
     try:
-        return read_document(path, path.name)[0].title
+        return read_article(path, path.name).title
     except Exception:  # a label only: an unreadable file is still listed by its name
         return None
 
@@ -94,14 +92,10 @@ def check_upload(path: Path, name: str) -> str:
         raise UploadRejected(f"{name}: {size / 2**20:.1f} MB is over the 10 MB limit")
     if size == 0:
         raise UploadRejected(f"{name}: the file is empty")
-    reader = READERS[next(s for s in ALLOWED if name.lower().endswith(s))]
-    if reader.__name__.endswith((".html", ".pdf")):
-        try:  # the extractor's verdict now, rather than "skipped by the indexer" after a build
-            return reader.read(path.read_bytes(), name, str(path))[0].text
-        except Unreadable as e:
-            raise UploadRejected(f"{name}: {e}") from None
-    try:
-        text, _ = decode(path.read_bytes())
+    try:  # the reader's verdict now, rather than "skipped by the indexer" after a build
+        text = read_article(path, name).text
+    except Unreadable as e:
+        raise UploadRejected(f"{name}: {e}") from None
     except UnicodeError:
         raise UploadRejected(f"{name}: this is not a text file") from None
     if not text.strip():
