@@ -191,29 +191,21 @@ def cmd_eval(args) -> int:
     if args.top_k < 1 or (args.limit is not None and args.limit < 1):
         raise RagError("-k and --limit must be at least 1")
     import time
-    from dataclasses import asdict
     from pathlib import Path
 
     from evals import formats, run
     from rag.pipeline import Assistant
 
     dataset = formats.load(args.path)
-    questions = dataset.questions[: args.limit] if args.limit else dataset.questions
     t0 = time.perf_counter()
     index_dir, build_seconds = run.prepare(dataset, args.index_dir)
     assistant = Assistant.load(index_dir)
-    records = run.run(assistant, questions, k=args.top_k, progress=sys.stderr.isatty())
-    summary = run.summarize(records)
-    if build_seconds is not None:
-        summary["index_build_s"] = build_seconds
+    records, summary, meta = run.evaluate(assistant, dataset, index_dir, build_seconds, k=args.top_k, limit=args.limit,
+                                          progress=sys.stderr.isatty(), started=t0)
     print(run.table(summary))
     if args.predictions:
         run.write_predictions(records, Path(args.predictions))
     if args.report:
-        meta = {"model": assistant.store.model_id, "k": args.top_k, "index_dir": str(index_dir),
-                "corpus": {"documents": len(assistant.store.catalog()), "passages": len(assistant.store)},
-                "settings": asdict(assistant.settings), "chunker": assistant.store.manifest()["chunker"],
-                "seconds": time.perf_counter() - t0, "limit": args.limit}
         run.write_report(Path(args.report), dataset, records, summary, meta)
         print(f"Report written to {args.report}/report.md")
     return 0
