@@ -4,6 +4,7 @@ Examples:
   rag index seeds/                      index (or re-index) a folder of .txt/.md/.html/.pdf articles
   rag ask "Where is iFlytek based?"     answer with [n] citations
   rag ask "..." --json                  the answer as one JSON object
+  rag ask "..." --format markdown       the answer and its sources as Markdown
 """
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     _index_dir_arg(p)
     p.add_argument("-k", "--top-k", type=int, default=None, help="passages to retrieve (default 5)")
-    p.add_argument("-j", "--json", action="store_true", help="print the answer as one JSON object")
+    p.add_argument("-f", "--format", choices=("text", "json", "markdown"), default="text",
+                   help="text (default); json: one JSON object (as --json); markdown: the quotes with [n] and a "
+                        "numbered source list, what the chat page's \"Copy answer with sources\" copies")
+    p.add_argument("-j", "--json", action="store_const", const="json", dest="format",
+                   help="print the answer as one JSON object (same as --format json)")
     p.add_argument("--min-confidence", default=None, metavar="X",
                    help="refuse when the confidence is below X, from 0 (never refuse) to 1 (default: the model's own)")
 
@@ -130,10 +135,14 @@ def cmd_ask(args) -> int:
     answer = assistant.ask(args.question, k=args.top_k)
     if answer.notice:
         print(f"note: {answer.notice}", file=sys.stderr)
-    if args.json:
+    if args.format == "json":
         print(json.dumps(answer.to_dict(), ensure_ascii=False))
-        return 0
-    print(format_answer(answer))
+    elif args.format == "markdown":
+        from rag.takeaway import answer_markdown
+
+        print(answer_markdown(answer.to_dict()))
+    else:
+        print(format_answer(answer))
     return 0
 
 
