@@ -386,10 +386,13 @@ def compare(a_path: Path, b_path: Path) -> str:
     return "\n".join(rows)
 
 
+# The metrics `rag eval` prints (and the Evaluate tab shows), in this order, where a set defines them.
+TABLE_KEYS = ("questions", "errors", "accuracy", "hit@1", "hit@5", "mrr@10", "ndcg@10", "evidence_hit@5", "containment",
+              "concise_containment", "f1", "em", "citation_exact", "top_citation_in_gold", "outcome_answer_rate",
+              "outcome_possible_rate", "outcome_refuse_rate", "abstain_precision", "abstain_recall", "abstain_f1",
+              "abstain_false_abstain_rate", "ece", "answer_chars", "latency_p50_ms", "latency_p95_ms")
+
+
 def table(summary: dict) -> str:
-    keys = ["questions", "errors", "accuracy", "hit@1", "hit@5", "mrr@10", "ndcg@10", "evidence_hit@5", "containment",
-            "concise_containment", "f1", "em", "citation_exact", "top_citation_in_gold", "outcome_answer_rate",
-            "outcome_possible_rate", "outcome_refuse_rate", "abstain_precision", "abstain_recall", "abstain_f1",
-            "abstain_false_abstain_rate", "ece", "answer_chars", "latency_p50_ms", "latency_p95_ms"]
-    return "\n".join(f"{k:<28} {fmt(summary[k]):>10}" for k in keys if k in summary)
+    return "\n".join(f"{k:<28} {fmt(summary[k]):>10}" for k in TABLE_KEYS if k in summary)
 
