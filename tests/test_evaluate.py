@@ -2,6 +2,7 @@
 own documents never touches the library."""
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def mixed_set(tmp_path) -> Path:
 def test_the_tab_shows_the_figures_of_evals_run(library, tmp_path, which):
     holder, e, idx = library
     path = DATA / "questions_mini.jsonl" if which == "mini" else mixed_set(tmp_path)
-    result = evaluate.Evaluator(holder, e).run(path, k=3)
+    result = evaluate.Evaluator(holder, e, tmp_path / "runs").run(path, k=3)
     records, summary, _ = run.evaluate(Assistant.load(idx, embedder=e, model=rule_model()), formats.load(path), idx, k=3)
     assert timeless(result.summary) == timeless(summary)
     assert {t: timeless(v) for t, v in result.types.items()} == {t: timeless(v) for t, v in run.by_type(records).items()}
@@ -71,9 +72,10 @@ def test_the_tab_agrees_with_the_rag_eval_command(library, tmp_path, monkeypatch
     monkeypatch.setattr(Assistant, "load", classmethod(
         lambda cls, index_dir=None, embedder=None, settings=None, model=None, store=None:
         load(cls, index_dir, embedder or e, settings, model or rule_model(), store=store)))
-    assert main(["eval", str(path), "--index-dir", str(idx), "-k", "3", "--report", str(tmp_path / "cli")]) == 0
+    assert main(["eval", str(path), "--index-dir", str(idx), "-k", "3", "--report", str(tmp_path / "cli"),
+                 "--predictions", str(tmp_path / "cli" / "predictions.jsonl")]) == 0
     printed = capsys.readouterr().out
-    result = evaluate.Evaluator(holder, e).run(path, k=3)
+    result = evaluate.Evaluator(holder, e, tmp_path / "runs").run(path, k=3)
     report = json.loads((tmp_path / "cli" / "report.json").read_text())
     ours = json.loads((result.report / "report.json").read_text())
     assert timeless(ours["metrics"]) == timeless(report["metrics"])
@@ -85,10 +87,21 @@ def test_the_tab_agrees_with_the_rag_eval_command(library, tmp_path, monkeypatch
     for line in printed.splitlines()[:-1]:
         key, value = line.split()
         assert key in LATENCY or cells[key] == value
-    predictions = [json.loads(x) for x in (result.report / "predictions.jsonl").read_text().splitlines()]
+    for key in ("model", "k", "index_dir", "corpus", "settings", "chunker", "limit", "dataset"):
+        assert ours[key] == report[key] or key == "dataset" and ours[key]["content_hash"] == report[key]["content_hash"]
+    # every answer the same, passage for passage (k=3: three passages each); only the timings differ
+    predictions = [{**json.loads(x), "timings_ms": None} for x in (result.report / "predictions.jsonl").read_text().splitlines()]
     assert [p["id"] for p in predictions] == ["m1", "m2", "m3", 4, 5, "m6"]
+    assert {len(p["passages"]) for p in predictions} == {3}
+    assert predictions == [{**json.loads(x), "timings_ms": None}
+                           for x in (tmp_path / "cli" / "predictions.jsonl").read_text().splitlines()]
     assert sorted(p.name for p in result.report.iterdir()) == [
         "latency.png", "predictions.jsonl", "reliability.png", "report.json", "report.md", "report.zip", "types.png"]
+    # the archive holds the report as written, and never itself (a zip of its own folder grows while read)
+    with zipfile.ZipFile(result.report / "report.zip") as z:
+        assert sorted(z.namelist()) == ["latency.png", "predictions.jsonl", "reliability.png", "report.json", "report.md",
+                                        "types.png"]
+        assert all(z.read(n) == (result.report / n).read_bytes() for n in z.namelist())
 
 
 def test_a_squad_set_is_indexed_on_its_own_and_the_library_is_untouched(library, tmp_path, monkeypatch):
@@ -96,7 +109,7 @@ def test_a_squad_set_is_indexed_on_its_own_and_the_library_is_untouched(library,
     before = {p.relative_to(idx): p.read_bytes() for p in idx.rglob("*") if p.is_file()}
     catalog = [d.doc_id for d in holder.current().store.catalog()]
     steps, prepared = [], []
-    result = evaluate.Evaluator(holder, e).run(DATA / "squad_mini.json", "squad_mini.json",
+    result = evaluate.Evaluator(holder, e, tmp_path / "runs").run(DATA / "squad_mini.json", "squad_mini.json",
                                                step=lambda done, total: steps.append((done, total)),
                                                preparing=lambda: prepared.append(True))
     ds = formats.load(DATA / "squad_mini.json")
@@ -108,7 +121,8 @@ def test_a_squad_set_is_indexed_on_its_own_and_the_library_is_untouched(library,
     d, built = run.prepare(ds, None, embedder=e)  # the cached index, with the seconds its build took
     _, summary, _ = run.evaluate(Assistant.load(d, embedder=e, model=rule_model()), ds, d, built)
     assert timeless(result.summary) == timeless(summary) and summary["questions"] == 3
-    assert [doc.doc_id for doc in evaluate.Evaluator(holder, e).store(result.index_dir).catalog()] == ["Crumb/0", "Crumb/1"]
+    store = evaluate.Evaluator(holder, e, tmp_path / "runs").store(result.index_dir)
+    assert [doc.doc_id for doc in store.catalog()] == ["Crumb/0", "Crumb/1"]
 
 
 def test_a_bad_upload_is_named_by_its_file_not_its_temporary_path(library, tmp_path):
@@ -117,17 +131,17 @@ def test_a_bad_upload_is_named_by_its_file_not_its_temporary_path(library, tmp_p
     bad.parent.mkdir()
     bad.write_text('{"questions": []}')
     with pytest.raises(formats.BadQuestionSet) as err:
-        evaluate.Evaluator(holder, e).run(bad, "mine.json")
+        evaluate.Evaluator(holder, e, tmp_path / "runs").run(bad, "mine.json")
     assert str(err.value) == f"mine.json: is JSON without a SQuAD \"data\" list; expected {formats.EXPECTED}"
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     with pytest.raises(formats.BadQuestionSet, match="^empty.jsonl: holds no questions; expected"):
-        evaluate.Evaluator(holder, e).run(empty)
+        evaluate.Evaluator(holder, e, tmp_path / "runs").run(empty)
 
 
 def test_a_miss_opens_its_answer_its_citations_and_its_expected_source(library, tmp_path):
     holder, e, _ = library
-    result = evaluate.Evaluator(holder, e).run(mixed_set(tmp_path))
+    result = evaluate.Evaluator(holder, e, tmp_path / "runs").run(mixed_set(tmp_path))
     store = holder.current().store
     m2 = next((i, m) for i, m in enumerate(result.misses) if m.id == "m2")
     i, m = m2
@@ -153,8 +167,14 @@ def test_a_miss_opens_its_answer_its_citations_and_its_expected_source(library, 
     assert "Is &lt;b&gt;this&lt;/b&gt; **bold**?" in table and "x&lt;1&gt;" in table and "<b>" not in table
 
 
-def test_old_report_folders_are_removed(library, monkeypatch):
-    holder, e, _ = library
-    ev = evaluate.Evaluator(holder, e)
-    folders = [ev._folder() for _ in range(evaluate.KEEP_RUNS + 2)]
-    assert [f.exists() for f in folders] == [False, False] + [True] * evaluate.KEEP_RUNS
+def test_old_report_folders_are_removed(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from ui import conversation
+
+    old, new = conversation.fresh_folder("runs", tmp_path), conversation.fresh_folder("runs", tmp_path)
+    stale = time.time() - conversation.KEEP_SECONDS - 60
+    os.utime(old, (stale, stale))
+    newest = conversation.fresh_folder("runs", tmp_path)
+    assert (old.exists(), new.exists(), newest.exists()) == (False, True, True)

@@ -11,21 +11,27 @@ from pathlib import Path
 from rag.takeaway import conversation_json, conversation_markdown
 
 ROOT_NAME = "rag-conversations"
-KEEP_SECONDS = 6 * 3600  # conversation files older than this are removed when new ones are written
+KEEP_SECONDS = 6 * 3600  # the page's files older than this are removed when new ones are written
 
 
 def files(turns: list[dict]) -> tuple[str, str]:
     """(conversation.json, conversation.md) of ``turns`` (answer dicts, oldest first), written to a
-    new folder of the temp dir (which Gradio serves files from): each answer gets fresh files, so a
-    download never mixes two states of a conversation."""
-    root = Path(tempfile.gettempdir()) / ROOT_NAME
-    root.mkdir(exist_ok=True)
-    _prune(root)
-    folder = root / uuid.uuid4().hex
-    folder.mkdir()
+    new folder: each answer gets fresh files, so a download never mixes two states of a conversation."""
+    folder = fresh_folder(ROOT_NAME)
     (folder / "conversation.json").write_text(conversation_json(turns), encoding="utf-8")
     (folder / "conversation.md").write_text(conversation_markdown(turns), encoding="utf-8")
     return str(folder / "conversation.json"), str(folder / "conversation.md")
+
+
+def fresh_folder(name: str, root: Path | None = None) -> Path:
+    """A new, empty folder in ``root``/``name`` (default root: the temp dir, which Gradio serves files
+    from); folders there older than KEEP_SECONDS are removed first, so the page's files don't pile up."""
+    parent = Path(root or tempfile.gettempdir()) / name
+    parent.mkdir(parents=True, exist_ok=True)
+    _prune(parent)
+    folder = parent / uuid.uuid4().hex
+    folder.mkdir()
+    return folder
 
 
 def _prune(root: Path) -> None:

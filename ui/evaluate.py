@@ -10,10 +10,9 @@ by the set's content), never into the library.
 from __future__ import annotations
 
 import html
-import shutil
-import tempfile
 import threading
 import time
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,11 @@ from pathlib import Path
 from evals import formats, run as runner
 from rag.types import Answer, Chunk, Citation, Hit
 from ui import render
+from ui.conversation import fresh_folder
 
 OURS = Path(__file__).resolve().parents[1] / "evals" / "questions.jsonl"
 PLOTS = ("types.png", "latency.png", "reliability.png")
-KEEP_RUNS = 4  # report folders kept on disk (the page has its own copies of what it shows)
+KEEP_INDEXES = 4  # question sets' own indexes kept loaded, for opening their misses
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,11 @@ class Evaluator:
     """Runs question sets for the page. ``holder`` gives the library's assistant; ``embedder`` is
     what `rag eval` would index a set's own documents with (None: the real indexing embedder)."""
 
-    def __init__(self, holder, embedder=None):
+    def __init__(self, holder, embedder=None, work_dir: Path | None = None):
         self.holder = holder
         self.embedder = embedder
+        self.work_dir = work_dir  # where reports are written (None: the temp dir)
         self._assistants: OrderedDict[str, object] = OrderedDict()  # index dir -> assistant, newest last
-        self._runs: list[Path] = []
         self._lock = threading.Lock()
 
     def run(self, path: str | Path, name: str | None = None, k: int = 5, step=None, preparing=None) -> Result:
@@ -92,10 +92,10 @@ class Evaluator:
             where, built = runner.prepare(dataset, None, embedder=self.embedder)
             index_dir, assistant = str(where), self._assistant(where)
         records, summary, meta = runner.evaluate(assistant, dataset, where, built, k=k, step=step, started=started)
-        report = self._folder()
+        report = fresh_folder("rag-evaluations", self.work_dir)
         runner.write_predictions(records, report / "predictions.jsonl")
         runner.write_report(report, dataset, records, summary, meta)
-        shutil.make_archive(str(report / "report"), "zip", report)
+        archive(report)
         misses = tuple(Miss(str(r["id"]), r["q"].question, runner.expected(r["q"]), r["q"].source,
                             r["q"].evidence or r["q"].answers, r["prediction"]) for r in runner.worst_misses(records))
         return Result(name, summary, runner.by_type(records), runner.by_split(records), misses, index_dir, report, k)
@@ -115,20 +115,22 @@ class Evaluator:
         assistant = Assistant.load(index_dir, embedder=self.holder.embedder, model=self.holder.model)
         with self._lock:
             self._assistants[key] = assistant
-            while len(self._assistants) > KEEP_RUNS:
+            while len(self._assistants) > KEEP_INDEXES:
                 self._assistants.popitem(last=False)
         return assistant
 
-    def _folder(self) -> Path:
-        """A new folder for a run's report (in the temp dir, which Gradio serves files from); the
-        oldest are removed beyond KEEP_RUNS."""
-        folder = Path(tempfile.mkdtemp(prefix="rag-eval-"))
-        with self._lock:
-            self._runs.append(folder)
-            old, self._runs = self._runs[:-KEEP_RUNS], self._runs[-KEEP_RUNS:]
-        for d in old:
-            shutil.rmtree(d, ignore_errors=True)
-        return folder
+
+def archive(report: Path) -> Path:
+    """report.zip in ``report``, holding the files `rag eval --report` writes there and the predictions.
+    The files are named, not globbed: a zip written into the folder it archives would read itself
+    while it grows."""
+    names = ["report.json", "report.md", *PLOTS, "predictions.jsonl"]
+    out = report / "report.zip"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in names:
+            if (report / name).is_file():
+                z.write(report / name, name)
+    return out
 
 
 # ----------------------------------------------------------------------------------------- rendering
