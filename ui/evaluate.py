@@ -172,8 +172,9 @@ def misses_html(result: Result) -> str:
     if not result.misses:
         return '<p class="rag-eval-none">No misses: every question was handled right.</p>'
     rows = "".join(
-        f'<tr><td>{_esc(m.id)}</td><td><a class="rag-miss-link" href="#miss-{i}">{_esc(m.question)}</a></td>'
-        f"<td>{_esc(m.expected)}</td><td>{_esc(_got(m))}</td><td>{_esc(m.prediction['outcome'])}</td>"
+        f'<tr><td class="rag-nowrap">{_esc(m.id)}</td><td><a class="rag-miss-link" href="#miss-{i}">{_esc(m.question)}</a></td>'
+        f"<td>{_esc(m.expected)}</td><td>{_esc(_got(m))}</td>"
+        f'<td class="rag-nowrap">{_esc(m.prediction["outcome"])}</td>'
         f'<td class="rag-num">{m.prediction["confidence"]:.2f}</td></tr>' for i, m in enumerate(result.misses))
     return ('<table class="rag-eval-table" id="rag-eval-misses"><thead><tr><th>id</th><th>question</th><th>expected</th>'
             f'<th>got</th><th>outcome</th><th class="rag-num">confidence</th></tr></thead><tbody>{rows}</tbody></table>')
@@ -249,7 +250,8 @@ CSS = """
 .rag-eval-table { border-collapse: collapse; font-size: 0.85em; margin-bottom: 8px; }
 .rag-eval-table th, .rag-eval-table td { border-bottom: 1px solid #e5e7eb; padding: 3px 8px; text-align: left;
                                          vertical-align: top; overflow-wrap: anywhere; }
-.rag-eval-table .rag-num { text-align: right; white-space: nowrap; }
+.rag-eval-table th, .rag-eval-table .rag-num, .rag-eval-table .rag-nowrap { white-space: nowrap; overflow-wrap: normal; }
+.rag-eval-table .rag-num { text-align: right; }
 .rag-eval-scroll { overflow-x: auto; max-width: 100%; }
 #rag-eval-misses { width: 100%; }
 a.rag-miss-link, a.rag-miss-gold { color: #1d4ed8; }
@@ -270,13 +272,16 @@ def tab(holder, embedder=None, question_set: Path | None = OURS) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=280):
             which = gr.Radio(choices, value=choices[0][1], label="Question set", elem_id="rag-eval-set")
-            upload = gr.File(type="filepath", file_types=[".jsonl", ".json"], elem_id="rag-eval-file",
+            upload = gr.File(type="filepath", file_types=[".jsonl", ".json"], elem_id="rag-eval-file", height=110,
                              label="Upload our .jsonl (asked of the library) or a SQuAD .json (indexed on its own)")
         with gr.Column(scale=1, min_width=200):
             k = gr.Slider(1, 20, value=5, step=1, label="Passages per question (k)", elem_id="rag-eval-k")
             go = gr.Button("Run the evaluation", variant="primary", elem_id="rag-eval-run")
-    summary = gr.HTML(elem_id="rag-eval-summary-box")
-    groups = gr.HTML(elem_id="rag-eval-groups")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=260):
+            summary = gr.HTML(elem_id="rag-eval-summary-box")
+        with gr.Column(scale=3, min_width=300):
+            groups = gr.HTML(elem_id="rag-eval-groups")
     with gr.Row():
         plots = [gr.Image(type="filepath", label=label, interactive=False, show_label=True, elem_id=f"rag-eval-plot-{i}",
                           visible=False)
