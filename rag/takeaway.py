@@ -19,8 +19,9 @@ REFUSAL = "The articles don't answer this."
 PASSAGE_CHARS = 160  # of each closest passage listed under a refusal, as `rag ask` prints them
 
 # Anywhere in a line: emphasis, code, links and images, raw HTML and autolinks, headings, tables,
-# strikethrough, and the $…$ math that GitHub and many editors render.
-_INLINE = re.compile(r"([\\`*_\[\]<>#|~$])")
+# strikethrough, and the $…$ math that GitHub and many editors render. An underscore between two
+# letters or digits ("file_name") can neither open nor close emphasis, so it is left as it is.
+_INLINE = re.compile(r"([\\`*\[\]<>#|~$]|(?<![^\W_])_|_(?![^\W_]))")
 # "&lt;" and "&#65;" would turn into the character they name.
 _ENTITY = re.compile(r"&(?=#[0-9]{1,7};|#[xX][0-9a-fA-F]{1,6};|[A-Za-z][A-Za-z0-9]*;)")
 # Only at the start of a line (each escaped text may start one): list items, "1986." and "3)" as

@@ -74,10 +74,10 @@ def test_characters_markdown_would_interpret_are_escaped():
     quote = "1986. The **glacier** [report](http://x.y) said &lt;img&gt; costs $$5 & rose_2 ~~fast~~ | \\ `#1`"
     c = cite(1, quote, "# notes [v2].md", 0, title="-Glacier_report- <draft>")
     assert answer_markdown(answer(citations=[c])).splitlines()[0] == (
-        "1986\\. The \\*\\*glacier\\*\\* \\[report\\](http://x.y) said \\&lt;img\\&gt; costs \\$\\$5 & rose\\_2 "
+        "1986\\. The \\*\\*glacier\\*\\* \\[report\\](http://x.y) said \\&lt;img\\&gt; costs \\$\\$5 & rose_2 "
         "\\~\\~fast\\~\\~ \\| \\\\ \\`\\#1\\` [1]")
     assert source_line_of(answer_markdown(answer(citations=[c]))) == (
-        f"1. \\-Glacier\\_report- \\<draft\\> — \\# notes \\[v2\\].md, characters 0–{len(quote)}")
+        f"1. \\-Glacier_report- \\<draft\\> — \\# notes \\[v2\\].md, characters 0–{len(quote)}")
 
 
 def source_line_of(markdown: str) -> str:
@@ -101,7 +101,7 @@ def plain_text(markdown: str) -> str:
 @pytest.mark.parametrize("text", [
     "1986. The year it opened.", "- a dash", "+ plus", "=== heading?", "# not a heading", "> not a quote",
     "3) three", "    four spaces", "a\n===", "&amp; &#65; &#x41; AT&T", "<b>bold</b> <http://x.y>", "![img](x.png)",
-    "***", "___", "`code`", "[^1]", "[a]: http://x.y", "$$E = mc^2$$", "x\\", "~~gone~~", "a | b\n--- | ---",
+    "***", "___", "`code`", "_a_ b_c_d __e__ f__g h_", "snake_case_name", "x_*y*_z", "[^1]", "[a]: http://x.y", "$$E = mc^2$$", "x\\", "~~gone~~", "a | b\n--- | ---",
 ])
 def test_an_escaped_text_renders_as_itself(text):
     assert plain_text(escape(text)) == " ".join(text.split())
