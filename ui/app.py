@@ -281,15 +281,16 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
                         with gr.Row(elem_id="rag-ask-row"):
                             box.render()
                             send = gr.Button("Ask", variant="primary", scale=1, min_width=70, elem_id="rag-ask")
+                    with gr.Column(scale=2, min_width=300):
+                        sources = gr.HTML(label="Sources", elem_id="rag-sources")
+                        # Under the sources, not the chat: on a phone the sources still follow the answer.
                         with gr.Row(elem_id="rag-takeaway-row"):
                             copy = gr.Button("Copy answer with sources", size="sm", interactive=False, elem_id="rag-copy")
                             save_json = gr.DownloadButton("Download conversation (JSON)", size="sm", interactive=False,
                                                           elem_id="rag-download-json")
                             save_md = gr.DownloadButton("Download conversation (Markdown)", size="sm", interactive=False,
                                                         elem_id="rag-download-md")
-                        gr.HTML('<span id="rag-copy-status" role="status"></span>')
-                    with gr.Column(scale=2, min_width=300):
-                        sources = gr.HTML(label="Sources", elem_id="rag-sources")
+                        gr.HTML('<span id="rag-copy-status" role="status"></span>', padding=False)
                         cite = gr.Radio(choices=[], label="Open the article of citation", elem_id="rag-cite", visible=False)
                         article = gr.HTML(elem_id="rag-article")
                         with gr.Accordion("Retrieval details", open=False):
