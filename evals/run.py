@@ -11,7 +11,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from evals import metrics as M
 from evals.formats import Dataset, Question
@@ -44,15 +44,23 @@ def prepare(dataset: Dataset, index_dir: str | Path | None, embedder=None) -> tu
     return d, report.seconds
 
 
-def run(assistant, questions: Sequence[Question], k: int = 5, progress: bool = False) -> list[dict]:
-    """One record per question; a question that raises is recorded with its error, not fatal."""
+def run(assistant, questions: Sequence[Question], k: int = 5, progress: bool = False,
+        step: Callable[[int, int], None] | None = None) -> list[dict]:
+    """One record per question; a question that raises is recorded with its error, not fatal.
+
+    Args:
+        progress: show a tqdm bar on stderr.
+        step: called as ``step(done, total)`` before each question and once after the last.
+    """
     records = []
     iterator = questions
     if progress:
         from tqdm import tqdm
 
         iterator = tqdm(questions, desc="questions", unit="q", dynamic_ncols=True)
-    for q in iterator:
+    for done, q in enumerate(iterator):
+        if step is not None:
+            step(done, len(questions))
         t0 = time.perf_counter()
         try:
             answer = assistant.ask(q.question, k=k)
@@ -68,6 +76,8 @@ def run(assistant, questions: Sequence[Question], k: int = 5, progress: bool = F
         records.append({"id": q.id, "q": q, "prediction": pred, "confidence": answer.confidence,
                         "latency_ms": latency, "doc_scores": doc_scores, **score_one(assistant, q, pred, list(doc_scores))})
     _add_trec(records)
+    if step is not None:
+        step(len(questions), len(questions))
     return records
 
 
@@ -192,6 +202,47 @@ def by_type(records: list[dict]) -> dict[str, dict[str, float]]:
     return {t: summarize(rs) for t, rs in sorted(groups.items())}
 
 
+def by_split(records: list[dict]) -> dict[str, dict[str, float]]:
+    """``summarize`` per split, for the questions that name one ({} when none does)."""
+    return {name: summarize([r for r in records if r["q"].split == name])
+            for name in sorted({r["q"].split for r in records if r["q"].split})}
+
+
+def worst_misses(records: list[dict], n: int = 15) -> list[dict]:
+    """The ``n`` wrongly handled questions with the highest confidence: confidently wrong ones mislead
+    most. Questions that raised are left out."""
+    wrong = [r for r in records if "error" not in r and not r["correct"]]
+    wrong.sort(key=lambda r: -r["confidence"])  # stable: ties keep the question set's order
+    return wrong[:n]
+
+
+def expected(q: Question) -> str:
+    """What a question's right handling is, in a few words: "(refuse)", its gold strings or documents."""
+    return "(refuse)" if not q.answerable else "; ".join(q.answers[:2]) or ", ".join(sorted(q.gold_docs)[:2])
+
+
+def evaluate(assistant, dataset: Dataset, index_dir: Path, build_seconds: float | None = None, k: int = 5,
+             limit: int | None = None, progress: bool = False, step: Callable[[int, int], None] | None = None,
+             started: float | None = None) -> tuple[list[dict], dict, dict]:
+    """(records, summary, report meta) of the first ``limit`` questions (None: all) of ``dataset``,
+    asked of ``assistant``, which reads ``index_dir``: what `rag eval` prints and the chat page's
+    Evaluate tab shows, so the two always agree. ``progress`` and ``step`` are those of ``run``;
+    meta's ``seconds`` count from ``started`` (a ``time.perf_counter()``; default: now)."""
+    from dataclasses import asdict
+
+    t0 = time.perf_counter() if started is None else started
+    questions = dataset.questions[:limit] if limit else dataset.questions
+    records = run(assistant, questions, k=k, progress=progress, step=step)
+    summary = summarize(records)
+    if build_seconds is not None:
+        summary["index_build_s"] = build_seconds
+    meta = {"model": assistant.store.model_id, "k": k, "index_dir": str(index_dir),
+            "corpus": {"documents": len(assistant.store.catalog()), "passages": len(assistant.store)},
+            "settings": asdict(assistant.settings), "chunker": assistant.store.manifest()["chunker"],
+            "seconds": time.perf_counter() - t0, "limit": limit}
+    return records, summary, meta
+
+
 def write_predictions(records: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -204,8 +255,7 @@ def write_report(directory: Path, dataset: Dataset, records: list[dict], summary
     """report.json, report.md, types.png, latency.png and reliability.png in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     types = by_type(records)
-    splits = {name: summarize([r for r in records if r["q"].split == name])
-              for name in sorted({r["q"].split for r in records if r["q"].split})}
+    splits = by_split(records)
     cal = calibration(records)
     report = {"dataset": {"path": str(dataset.path), "kind": dataset.kind, "content_hash": dataset.content_hash},
               **meta, "metrics": summary, "by_type": types, "by_split": splits, "calibration": cal,
@@ -247,15 +297,12 @@ def markdown(dataset: Dataset, summary: dict, types: dict, records: list[dict], 
               "| confidence | questions | mean confidence | answered right |", "|---|---|---|---|"]
     lines += [f"| {b['lo']:.1f}–{b['hi']:.1f} | {b['n']} | {fmt(b['confidence'])} | {fmt(b['accuracy'])} |"
               for b in cal["bins"]]
-    wrong = [r for r in records if "error" not in r and not r["correct"]]
-    wrong.sort(key=lambda r: -r["confidence"])  # confidently wrong first: those mislead most
     lines += ["", "## Worst misses", "", "| id | question | expected | got | outcome | confidence |",
               "|---|---|---|---|---|---|"]
-    for r in wrong[:15]:
+    for r in worst_misses(records):
         q = r["q"]
-        expected = "(refuse)" if not q.answerable else "; ".join(q.answers[:2]) or ", ".join(sorted(q.gold_docs)[:2])
         got = "(refused)" if r["abstained"] else r["prediction"]["answer"][:160]
-        lines.append(f"| {q.id} | {cell(q.question)} | {cell(expected)} | {cell(got)} | {r['outcome']} | {r['confidence']:.2f} |")
+        lines.append(f"| {q.id} | {cell(q.question)} | {cell(expected(q))} | {cell(got)} | {r['outcome']} | {r['confidence']:.2f} |")
     lines += ["", "Plots: `types.png` (accuracy by type), `latency.png` (latency histogram), `reliability.png` "
               "(mean confidence against how often answered right, per confidence bin, with counts).", ""]
     return "\n".join(lines)
@@ -339,10 +386,13 @@ def compare(a_path: Path, b_path: Path) -> str:
     return "\n".join(rows)
 
 
+# The metrics `rag eval` prints (and the Evaluate tab shows), in this order, where a set defines them.
+TABLE_KEYS = ("questions", "errors", "accuracy", "hit@1", "hit@5", "mrr@10", "ndcg@10", "evidence_hit@5", "containment",
+              "concise_containment", "f1", "em", "citation_exact", "top_citation_in_gold", "outcome_answer_rate",
+              "outcome_possible_rate", "outcome_refuse_rate", "abstain_precision", "abstain_recall", "abstain_f1",
+              "abstain_false_abstain_rate", "ece", "answer_chars", "latency_p50_ms", "latency_p95_ms")
+
+
 def table(summary: dict) -> str:
-    keys = ["questions", "errors", "accuracy", "hit@1", "hit@5", "mrr@10", "ndcg@10", "evidence_hit@5", "containment",
-            "concise_containment", "f1", "em", "citation_exact", "top_citation_in_gold", "outcome_answer_rate",
-            "outcome_possible_rate", "outcome_refuse_rate", "abstain_precision", "abstain_recall", "abstain_f1",
-            "abstain_false_abstain_rate", "ece", "answer_chars", "latency_p50_ms", "latency_p95_ms"]
-    return "\n".join(f"{k:<28} {fmt(summary[k]):>10}" for k in keys if k in summary)
+    return "\n".join(f"{k:<28} {fmt(summary[k]):>10}" for k in TABLE_KEYS if k in summary)
 

@@ -4,6 +4,7 @@ Examples:
   rag index seeds/                      index (or re-index) a folder of .txt/.md/.html/.pdf articles
   rag ask "Where is iFlytek based?"     answer with [n] citations
   rag ask "..." --json                  the answer as one JSON object
+  rag ask "..." --format markdown       the answer and its sources as Markdown
 """
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     _index_dir_arg(p)
     p.add_argument("-k", "--top-k", type=int, default=None, help="passages to retrieve (default 5)")
-    p.add_argument("-j", "--json", action="store_true", help="print the answer as one JSON object")
+    p.add_argument("-f", "--format", choices=("text", "json", "markdown"), default="text",
+                   help="text (default); json: one JSON object (as --json); markdown: the quotes with [n] and a "
+                        "numbered source list, what the chat page's \"Copy answer with sources\" copies")
+    p.add_argument("-j", "--json", action="store_const", const="json", dest="format",
+                   help="print the answer as one JSON object (same as --format json)")
     p.add_argument("--min-confidence", default=None, metavar="X",
                    help="refuse when the confidence is below X, from 0 (never refuse) to 1 (default: the model's own)")
 
@@ -131,10 +136,14 @@ def cmd_ask(args) -> int:
     answer = assistant.ask(args.question, k=args.top_k)
     if answer.notice:
         print(f"note: {answer.notice}", file=sys.stderr)
-    if args.json:
+    if args.format == "json":
         print(answer.to_json())
-        return 0
-    print(format_answer(answer))
+    elif args.format == "markdown":
+        from rag.takeaway import answer_markdown
+
+        print(answer_markdown(answer.to_dict()))
+    else:
+        print(format_answer(answer))
     return 0
 
 
@@ -192,29 +201,21 @@ def cmd_eval(args) -> int:
     if args.top_k < 1 or (args.limit is not None and args.limit < 1):
         raise RagError("-k and --limit must be at least 1")
     import time
-    from dataclasses import asdict
     from pathlib import Path
 
     from evals import formats, run
     from rag.pipeline import Assistant
 
     dataset = formats.load(args.path)
-    questions = dataset.questions[: args.limit] if args.limit else dataset.questions
     t0 = time.perf_counter()
     index_dir, build_seconds = run.prepare(dataset, args.index_dir)
     assistant = Assistant.load(index_dir)
-    records = run.run(assistant, questions, k=args.top_k, progress=sys.stderr.isatty())
-    summary = run.summarize(records)
-    if build_seconds is not None:
-        summary["index_build_s"] = build_seconds
+    records, summary, meta = run.evaluate(assistant, dataset, index_dir, build_seconds, k=args.top_k, limit=args.limit,
+                                          progress=sys.stderr.isatty(), started=t0)
     print(run.table(summary))
     if args.predictions:
         run.write_predictions(records, Path(args.predictions))
     if args.report:
-        meta = {"model": assistant.store.model_id, "k": args.top_k, "index_dir": str(index_dir),
-                "corpus": {"documents": len(assistant.store.catalog()), "passages": len(assistant.store)},
-                "settings": asdict(assistant.settings), "chunker": assistant.store.manifest()["chunker"],
-                "seconds": time.perf_counter() - t0, "limit": args.limit}
         run.write_report(Path(args.report), dataset, records, summary, meta)
         print(f"Report written to {args.report}/report.md")
     return 0

@@ -150,3 +150,42 @@ def test_serve_api_only_leaves_the_page_out(monkeypatch, flag, page):
     monkeypatch.setattr(ui.app, "serve", lambda *args, **kwargs: seen.update(kwargs))
     assert main(["serve", "--port", "7999", *flag]) == 0
     assert seen["page"] is page
+
+
+@pytest.fixture
+def rule_cli(tmp_path, monkeypatch):
+    """`rag ask` over the mini corpus with the fakes' embedder and hand-set answer model, whose
+    confidences no retraining of the shipped model changes."""
+    from conftest import MINI
+    from fakes import KeywordEmbedder, rule_model
+    from rag.pipeline import Assistant, build
+
+    build([MINI], tmp_path / "idx", embedder=KeywordEmbedder())
+    load = Assistant.load.__func__
+
+    def with_fakes(cls, index_dir=None, embedder=None, settings=None, model=None, store=None):
+        return load(cls, index_dir, embedder or KeywordEmbedder(), settings, model or rule_model(), store=store)
+
+    monkeypatch.setattr(Assistant, "load", classmethod(with_fakes))
+    return str(tmp_path / "idx")
+
+
+def test_format_markdown_prints_the_take_away_text(capsys, rule_cli):
+    import json
+
+    from rag.takeaway import answer_markdown
+
+    idx = rule_cli
+    code, out, _ = run(capsys, "ask", "Where is Zephyr Dynamics based?", "--index-dir", idx, "--format", "markdown")
+    assert code == 0 and out == (
+        "Zephyr Dynamics, a maker of wind turbines, is based in Lakeview. [1]\n\n"
+        "Confidence 0.98\n\nSources:\n\n"
+        "1. Zephyr Dynamics opens a turbine plant in Lakeview — alpha.txt, characters 70–134\n")
+    # the same function as the page's copy button, over the --json answer; --format json is --json
+    _, as_json, _ = run(capsys, "ask", "Where is Zephyr Dynamics based?", "--index-dir", idx, "--json")
+    _, as_format_json, _ = run(capsys, "ask", "Where is Zephyr Dynamics based?", "--index-dir", idx, "--format", "json")
+    d, e = json.loads(as_json), json.loads(as_format_json)
+    assert out == answer_markdown(d) + "\n"
+    assert {**d, "timings_ms": None} == {**e, "timings_ms": None}
+    code, refused, _ = run(capsys, "ask", "Who won the 2018 FIFA World Cup?", "--index-dir", idx, "-f", "markdown")
+    assert code == 0 and refused.startswith("The articles don't answer this.\n\nClosest passages (not an answer):\n\n1. ")

@@ -12,7 +12,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from rag.errors import DocumentNotFound, RagError  # noqa: E402
-from ui import library, render  # noqa: E402
+from ui import conversation, evaluate, library, render  # noqa: E402
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
@@ -173,11 +173,14 @@ def _questions_on_one_thread(holder: Holder) -> None:
 
 
 def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | None = None, model=None,
-              store: str | None = None, backend: tuple[Holder, library.Library] | None = None):
+              store: str | None = None, backend: tuple[Holder, library.Library] | None = None,
+              question_set: Path | None = evaluate.OURS):
     """The page over the index at ``index_dir`` (or the Milvus store ``store`` names); ``embedder`` and
     ``model`` (the answer model) default to the real ones. ``backend`` (from open_backend) replaces all
-    of these when given."""
+    of these when given. ``question_set`` is the one the Evaluate tab offers without an upload."""
     import gradio as gr
+
+    from rag.takeaway import answer_markdown
 
     holder, lib = backend or open_backend(index_dir, embedder, library_dir, model, store)
 
@@ -239,7 +242,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
             raise gr.Error("Choose a removed document to restore first.")
         return guarded("restore the document", lambda: refreshed(lib.restore(key, after=holder.reload)))
 
-    def respond(message: str, history: list[dict], k: float, turns: list):
+    def respond(message: str, history: list[dict], k: float, turns: list, answers: list):
         message = (message or "").strip()
         if not message:
             raise gr.Error("Type a question first.")
@@ -252,9 +255,13 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
         choices = render.citation_choices(answer)
         # The quote too: the library may change before a citation is clicked (see render.citation_html).
         state = turns + [[(c.doc_id, c.start, c.end, c.quote) for c in answer.citations]]
+        answers = [*(answers or []), answer.to_dict()]  # the take-away: each turn as `rag ask --json` prints it
+        as_json, as_md = conversation.files(answers)
         return (history, "", render.sources_html(answer, assistant.store), render.details_html(answer),
                 gr.update(choices=choices, value=choices[0][1] if choices else None, visible=bool(choices)),
-                render.answer_article_html(assistant.store, answer), state)
+                render.answer_article_html(assistant.store, answer), state,
+                answers, answer_markdown(answers[-1]), gr.update(interactive=True),
+                gr.update(value=as_json, interactive=True), gr.update(value=as_md, interactive=True))
 
     def open_citation(choice: str | None, turns: list, turn: int = -1):
         """The article of citation ``choice`` of answer ``turn`` (default: the latest)."""
@@ -285,48 +292,60 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
 
     with gr.Blocks(title="Ask the articles") as demo:
         gr.Markdown("## Ask the articles\nEvery answer quotes the articles word for word; each **[n]** opens the exact sentence.")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3, min_width=300):
-                box = gr.Textbox(show_label=False, placeholder="Ask a question…", scale=5, elem_id="rag-question", lines=1,
-                                 render=False)
-                # Above the chat: on a phone the sources then come right after the question box.
-                gr.Examples(example_questions(holder.assistant.store), inputs=box, label="Examples")
-                # HTML, not Markdown: a quote is shown as the article has it ($$, &lt;, URLs included).
-                chat = gr.Chatbot(label="Chat", height=460, elem_id="rag-chat", render_markdown=False,
-                                  latex_delimiters=[], sanitize_html=True,
-                                  placeholder="Ask about the indexed articles, or pick an example above.")
-                with gr.Row(elem_id="rag-ask-row"):
-                    box.render()
-                    send = gr.Button("Ask", variant="primary", scale=1, min_width=70, elem_id="rag-ask")
-            with gr.Column(scale=2, min_width=300):
-                sources = gr.HTML(label="Sources", elem_id="rag-sources")
-                cite = gr.Radio(choices=[], label="Open the article of citation", elem_id="rag-cite", visible=False)
-                article = gr.HTML(elem_id="rag-article")
-                with gr.Accordion("Retrieval details", open=False):
-                    k = gr.Slider(1, 20, value=5, step=1, label="Passages to retrieve (k)")
-                    details = gr.HTML(elem_id="rag-details")
-        with gr.Accordion("Library", open=False, elem_id="rag-library") as shelf:
-            docs = gr.HTML(render.library_html(library.rows(holder.assistant.store)), elem_id="rag-library-table")
-            # No file_types filter: the browser would refuse a whole batch for one wrong file; each
-            # file is checked on its own, and the status says which were refused and why.
-            files = gr.File(file_count="multiple", type="filepath", elem_id="rag-files",
-                            label="Add .txt, .md, .html or .pdf articles (10 MB each at most)")
-            add_btn = gr.Button("Add to library", elem_id="rag-add")
-            with gr.Row(equal_height=False):
-                with gr.Column(min_width=260):
-                    doomed = gr.Dropdown(choices=doc_choices(holder.assistant.store), value=None, allow_custom_value=True,
-                                         label="Document to remove", elem_id="rag-doomed")
-                    ask_remove_btn = gr.Button("Remove…", variant="stop", elem_id="rag-remove")
-                    with gr.Group(visible=False, elem_id="rag-confirm") as confirm:
-                        confirm_text = gr.HTML(elem_id="rag-confirm-text")
-                        with gr.Row():
-                            yes_btn = gr.Button("Yes, remove it", variant="stop", elem_id="rag-remove-yes")
-                            no_btn = gr.Button("Cancel", elem_id="rag-remove-no")
-                with gr.Column(min_width=260):
-                    gone = gr.Dropdown(choices=[(r.label, r.key) for r in lib.removed()], value=None,
-                                       allow_custom_value=True, label="Removed documents", elem_id="rag-removed")
-                    restore_btn = gr.Button("Restore", elem_id="rag-restore")
-            status = gr.HTML(elem_id="rag-library-status")
+        with gr.Tabs(elem_id="rag-tabs"):
+            with gr.Tab("Chat", id="chat", elem_id="rag-tab-chat"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=3, min_width=300):
+                        box = gr.Textbox(show_label=False, placeholder="Ask a question…", scale=5, elem_id="rag-question", lines=1,
+                                         render=False)
+                        # Above the chat: on a phone the sources then come right after the question box.
+                        gr.Examples(example_questions(holder.assistant.store), inputs=box, label="Examples")
+                        # HTML, not Markdown: a quote is shown as the article has it ($$, &lt;, URLs included).
+                        chat = gr.Chatbot(label="Chat", height=460, elem_id="rag-chat", render_markdown=False,
+                                          latex_delimiters=[], sanitize_html=True,
+                                          placeholder="Ask about the indexed articles, or pick an example above.")
+                        with gr.Row(elem_id="rag-ask-row"):
+                            box.render()
+                            send = gr.Button("Ask", variant="primary", scale=1, min_width=70, elem_id="rag-ask")
+                    with gr.Column(scale=2, min_width=300):
+                        sources = gr.HTML(label="Sources", elem_id="rag-sources")
+                        # Under the sources, not the chat: on a phone the sources still follow the answer.
+                        with gr.Row(elem_id="rag-takeaway-row"):
+                            copy = gr.Button("Copy answer with sources", size="sm", interactive=False, elem_id="rag-copy")
+                            save_json = gr.DownloadButton("Download conversation (JSON)", size="sm", interactive=False,
+                                                          elem_id="rag-download-json")
+                            save_md = gr.DownloadButton("Download conversation (Markdown)", size="sm", interactive=False,
+                                                        elem_id="rag-download-md")
+                        gr.HTML('<span id="rag-copy-status" role="status"></span>', padding=False)
+                        cite = gr.Radio(choices=[], label="Open the article of citation", elem_id="rag-cite", visible=False)
+                        article = gr.HTML(elem_id="rag-article")
+                        with gr.Accordion("Retrieval details", open=False):
+                            k = gr.Slider(1, 20, value=5, step=1, label="Passages to retrieve (k)")
+                            details = gr.HTML(elem_id="rag-details")
+                with gr.Accordion("Library", open=False, elem_id="rag-library") as shelf:
+                    docs = gr.HTML(render.library_html(library.rows(holder.assistant.store)), elem_id="rag-library-table")
+                    # No file_types filter: the browser would refuse a whole batch for one wrong file; each
+                    # file is checked on its own, and the status says which were refused and why.
+                    files = gr.File(file_count="multiple", type="filepath", elem_id="rag-files",
+                                    label="Add .txt, .md, .html or .pdf articles (10 MB each at most)")
+                    add_btn = gr.Button("Add to library", elem_id="rag-add")
+                    with gr.Row(equal_height=False):
+                        with gr.Column(min_width=260):
+                            doomed = gr.Dropdown(choices=doc_choices(holder.assistant.store), value=None, allow_custom_value=True,
+                                                 label="Document to remove", elem_id="rag-doomed")
+                            ask_remove_btn = gr.Button("Remove…", variant="stop", elem_id="rag-remove")
+                            with gr.Group(visible=False, elem_id="rag-confirm") as confirm:
+                                confirm_text = gr.HTML(elem_id="rag-confirm-text")
+                                with gr.Row():
+                                    yes_btn = gr.Button("Yes, remove it", variant="stop", elem_id="rag-remove-yes")
+                                    no_btn = gr.Button("Cancel", elem_id="rag-remove-no")
+                        with gr.Column(min_width=260):
+                            gone = gr.Dropdown(choices=[(r.label, r.key) for r in lib.removed()], value=None,
+                                               allow_custom_value=True, label="Removed documents", elem_id="rag-removed")
+                            restore_btn = gr.Button("Restore", elem_id="rag-restore")
+                    status = gr.HTML(elem_id="rag-library-status")
+            with gr.Tab("Evaluate", id="evaluate", elem_id="rag-tab-evaluate"):
+                evaluate.tab(holder, embedder, question_set)
         panel = [docs, doomed, gone, confirm, confirm_text]
         add_btn.click(upload, files, [*panel, status], api_name="upload", concurrency_id="library", concurrency_limit=1)
         ask_remove_btn.click(ask_removal, doomed, [confirm, confirm_text], api_visibility="private")
@@ -340,9 +359,12 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
         state = gr.State([])  # per answer of this conversation: its citations
         # Hidden by CSS, not visible=False, so the page's script can type into it (see PAGE_JS).
         link = gr.Textbox(elem_id="rag-open", elem_classes=["rag-hidden"], show_label=False, container=False)
-        outputs = [chat, box, sources, details, cite, article, state]
-        send.click(respond, [box, chat, k, state], outputs, api_visibility="private").then(None, js=in_box_js)
-        box.submit(respond, [box, chat, k, state], outputs, api_visibility="private").then(None, js=in_box_js)
+        answers = gr.State([])  # per answer of this conversation: Answer.to_dict()
+        takeaway = gr.Textbox(elem_id="rag-takeaway", elem_classes=["rag-hidden"], show_label=False, container=False)
+        outputs = [chat, box, sources, details, cite, article, state, answers, takeaway, copy, save_json, save_md]
+        send.click(respond, [box, chat, k, state, answers], outputs, api_visibility="private").then(None, js=in_box_js)
+        box.submit(respond, [box, chat, k, state, answers], outputs, api_visibility="private").then(None, js=in_box_js)
+        copy.click(None, takeaway, None, js=conversation.COPY_JS, api_visibility="private")
         # .input, not .change: only a user's click opens an article, not the new answer setting the choices
         cite.input(open_citation, [cite, state], article, api_visibility="private").then(None, js=scroll_js)
         link.change(open_link, [link, state], article, api_visibility="private").then(None, js=scroll_js)
@@ -353,7 +375,7 @@ def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | No
 
 def launch_options() -> dict:
     """What every launch of the page passes: its style, its script, no tracebacks shown."""
-    return {"css": render.CSS, "js": PAGE_JS, "show_error": False, "footer_links": ["api"], "quiet": True,
+    return {"css": render.CSS + evaluate.CSS, "js": f"() => {{ ({PAGE_JS})(); ({evaluate.PAGE_JS})(); }}", "show_error": False, "footer_links": ["api"], "quiet": True,
             "max_file_size": library.MAX_UPLOAD_BYTES}
 
 

@@ -22,22 +22,23 @@ def confidence_badge(answer: Answer) -> str:
             f"{words}</span>")
 
 
-def chat_html(answer: Answer, store=None, turn: int = 0) -> str:
+def chat_html(answer: Answer, store=None, turn: int = 0, anchor: str | None = None) -> str:
     """The assistant's chat message, as HTML the chat shows without Markdown, math or autolinks: each
     quote is the article's text escaped, so the page shows it character for character. Each [n] links
-    to citation n of answer number ``turn`` (the page's script opens it in the article view)."""
+    to citation n of answer number ``turn`` (the page's script opens it in the article view) as
+    ``#turn-<turn>-cite-<n>``, or as ``#<anchor>-cite-<n>`` when ``anchor`` is given."""
     note = f'<p class="rag-notice"><em>{_esc(answer.notice)}</em></p>' if answer.notice else ""
     badge = confidence_badge(answer)
-    return note + (f"<p>{badge}</p>" if badge else "") + _chat_body(answer, store, turn)
+    return note + (f"<p>{badge}</p>" if badge else "") + _chat_body(answer, store, anchor or f"turn-{turn}")
 
 
-def _chat_body(answer: Answer, store, turn: int) -> str:
+def _chat_body(answer: Answer, store, anchor: str) -> str:
     if answer.kind == REFUSE:
         items = "".join(f'<li><em>{_esc(_hit_label(h, store))}</em>: '
                         f'<span class="rag-q">{_esc(_short(h.chunk.text, 180))}</span></li>' for h in answer.hits[:3])
         return ("<p><strong>The articles don't say.</strong> I found no sentence that answers this, so I won't "
                 "quote a weak match.</p>" + (f"<p>Related passages (not an answer):</p><ul>{items}</ul>" if items else ""))
-    parts = [f'<span class="rag-q">{_esc(c.quote)}</span> <a class="rag-cite-link" href="#turn-{turn}-cite-{c.n}" '
+    parts = [f'<span class="rag-q">{_esc(c.quote)}</span> <a class="rag-cite-link" href="#{_esc(anchor)}-cite-{c.n}" '
              f'title="Open source {c.n}">[{c.n}]</a>' for c in answer.citations]
     return '<p class="rag-answer">' + " ".join(parts) + "</p>"
 
