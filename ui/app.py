@@ -119,6 +119,14 @@ PAGE_JS = r"""
     if (r && !r.checked) r.click(); else viaBox(turn, n);  // a checked radio does not fire again
     if (r) r.focus({preventScroll: true});
   };
+  document.addEventListener('mousedown', (ev) => {
+    // Clicking the citation already chosen fires no event of its own: open it again, so the
+    // article comes back into view (the page may have scrolled since). Before the click, whose
+    // label activation would check a radio not chosen yet, and that one opens by its own event.
+    const label = ev.target.closest && ev.target.closest('#rag-cite label');
+    const chosen = label && label.querySelector('input[type=radio]');
+    if (chosen && chosen.checked) viaBox(latestTurn(), +chosen.value);
+  });
   document.addEventListener('click', (ev) => {
     const a = ev.target.closest && ev.target.closest('a.rag-cite-link');
     if (!a) return;
