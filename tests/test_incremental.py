@@ -331,12 +331,18 @@ def _age(folder, seconds=3600):
         os.utime(f, (t, t))
 
 
-def test_files_unchanged_since_they_were_read_are_not_read_again(tmp_path, reads):
+def _aged_index(tmp_path):
+    """(folder, index, embedder): the articles, last written an hour ago, indexed once."""
     folder, idx = tmp_path / "lib", tmp_path / "idx"
     _write(folder, ARTICLES)
     _age(folder)
     embedder = KeywordEmbedder()
     build([folder], idx, embedder=embedder)
+    return folder, idx, embedder
+
+
+def test_files_unchanged_since_they_were_read_are_not_read_again(tmp_path, reads):
+    folder, idx, embedder = _aged_index(tmp_path)
     assert sorted(reads) == sorted(ARTICLES)
     reads.clear()
     _write(folder, dict([NEW]))
@@ -347,11 +353,7 @@ def test_files_unchanged_since_they_were_read_are_not_read_again(tmp_path, reads
 
 
 def test_a_file_changed_since_is_read_again_and_answers_from_its_new_text(tmp_path, reads):
-    folder, idx = tmp_path / "lib", tmp_path / "idx"
-    _write(folder, ARTICLES)
-    _age(folder)
-    embedder = KeywordEmbedder()
-    build([folder], idx, embedder=embedder)
+    folder, idx, embedder = _aged_index(tmp_path)
     reads.clear()
     changed = ARTICLES["mill.txt"].replace("2.1 million", "3.4 million")
     assert len(changed) == len(ARTICLES["mill.txt"])  # the same size: only the mtime tells
@@ -375,11 +377,7 @@ def test_a_file_written_just_before_it_was_read_is_read_again(tmp_path, reads):
 def test_files_read_by_another_reader_version_are_read_again(tmp_path, reads, monkeypatch):
     import rag.ingest
 
-    folder, idx = tmp_path / "lib", tmp_path / "idx"
-    _write(folder, ARTICLES)
-    _age(folder)
-    embedder = KeywordEmbedder()
-    build([folder], idx, embedder=embedder)
+    folder, idx, embedder = _aged_index(tmp_path)
     reads.clear()
     monkeypatch.setattr(rag.ingest, "READER_VERSION", rag.ingest.READER_VERSION + 1)
     build([folder], idx, embedder=embedder, rebuild=False)
