@@ -82,13 +82,13 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         return report
     with lock.BuildLock(index_dir, timeout=lock_timeout):
         storage.collect_garbage(index_dir)
-        old_manifest = _manifest_or_none(index_dir)
+        gen, old_manifest = _manifest_or_none(index_dir)
         old = old_manifest or {}
         fingerprint = getattr(embedder, "fingerprint", None)
         same_settings = old_manifest is not None and old_manifest["model"]["id"] == embedder.model_id \
             and old_manifest["chunker"] == chunk_settings.to_dict() and old_manifest.get("tokenizer") == TOKENIZER_VERSION \
             and old_manifest.get("splitter") == storage.SPLITTER_VERSION and reuse.same_files(old_manifest, fingerprint)
-        live = None if rebuild or old_manifest is None else reuse.Live.open(index_dir)
+        live = None if rebuild or old_manifest is None else reuse.Live.of(gen, old_manifest)
         # Documents of a segmented generation whose files did not change are taken over from their
         # segment, unread; otherwise known() gives them whole, to be written again.
         carry = live is not None and live.segmented and same_settings
@@ -347,11 +347,12 @@ def _where(store) -> str:
     return str(store.directory.parent) if isinstance(store, LocalStore) else getattr(store, "spec", "the store")
 
 
-def _manifest_or_none(index_dir: Path) -> dict | None:
+def _manifest_or_none(index_dir: Path) -> tuple[Path | None, dict | None]:
+    """(live generation, its manifest), or (None, None) when there is no usable one."""
     try:
-        return storage.read_manifest(index_dir)[1]
+        return storage.read_manifest(index_dir)
     except Exception:  # a missing or damaged index is simply rebuilt
-        return None
+        return None, None
 
 
 def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,

@@ -386,3 +386,78 @@ def test_files_read_by_another_reader_version_are_read_again(tmp_path, reads, mo
     monkeypatch.setattr(rag.ingest, "READER_VERSION", rag.ingest.READER_VERSION + 1)
     build([folder], idx, embedder=embedder, rebuild=False)
     assert sorted(reads) == sorted(ARTICLES)
+
+
+# ------------------------------------------------------------------- segments shared between generations
+SMALL = {f"note{i}.txt": f"Note {i} from the pier\n\nThe pier counted {i} gulls at dawn. The gulls left by noon.\n"
+         for i in range(1, 6)}
+
+
+def _segments(idx):
+    """{segment: documents of it in the live generation} in the order the manifest lists segments."""
+    manifest = storage.read_manifest(idx)[1]
+    held = {s: 0 for s in manifest["segments"]}
+    for e in manifest["documents"].values():
+        held[e["segment"]] += 1
+    return held
+
+
+def test_a_new_generation_links_the_files_of_the_segments_it_keeps(tmp_path, split_calls):
+    import os
+
+    folder, idx, embedder = _aged_index(tmp_path)
+    first = storage.current_generation(idx)
+    _write(folder, dict([NEW]))
+    embedder.embedded.clear()
+    build([folder], idx, embedder=embedder)
+    second = storage.current_generation(idx)
+    assert _segments(idx) == {"s000001": 3, "s000002": 1}
+    # The three articles' segment is the same files, not a copy; only the new article was written.
+    for old in first.glob("s000001.*"):
+        assert os.stat(second / old.name).st_ino == os.stat(old).st_ino and os.stat(old).st_nlink == 2
+    assert json.loads(storage.Segment(second, "s000002").lines()[0])["doc_id"] == NEW[0]
+    assert split_calls[-1:] == [NEW[0]] and embedder.embedded[0].startswith("Orchard harvest")
+
+    # A third build removes the first generation: the files the live one links stay, and it answers.
+    (folder / "quarry.txt").unlink()
+    build([folder], idx, embedder=embedder)
+    assert not first.exists() and second.exists()
+    third = storage.current_generation(idx)
+    assert _segments(idx) == {"s000001": 2, "s000002": 1}
+    assert os.stat(third / "s000001.chunk_vectors.npy").st_nlink == 2  # the second and third generations
+    _assert_fresh(folder, idx, tmp_path, embedder)
+
+
+def test_adding_one_article_at_a_time_merges_small_segments_and_equals_a_fresh_build(tmp_path, split_calls):
+    folder, idx, embedder = _aged_index(tmp_path)
+    seen = []
+    for name, text in SMALL.items():
+        split_calls.clear()
+        embedder.embedded.clear()
+        _write(folder, {name: text})
+        build([folder], idx, embedder=embedder)
+        assert split_calls == [name]  # merged segments take their rows over: only the new article is split
+        assert all("gulls" in t or t.startswith("Note") for t in embedder.embedded)  # ... and embedded
+        seen.append(_segments(idx))
+    # The newest segments are merged while each holds at most twice what the new one gathered.
+    assert seen == [{"s000001": 3, "s000002": 1},
+                    {"s000003": 5},
+                    {"s000003": 5, "s000004": 1},
+                    {"s000003": 5, "s000005": 2},
+                    {"s000006": 8}]
+    _assert_fresh(folder, idx, tmp_path, embedder)
+
+
+def test_a_segment_most_of_whose_documents_are_gone_is_written_again(tmp_path, split_calls):
+    folder, idx = tmp_path / "lib", tmp_path / "idx"
+    _write(folder, {**ARTICLES, NEW[0]: NEW[1]})
+    embedder = KeywordEmbedder()
+    build([folder], idx, embedder=embedder)
+    for name in ("harbor.md", "mill.txt", "quarry.txt"):
+        (folder / name).unlink()
+    split_calls.clear()
+    embedder.embedded.clear()
+    report = build([folder], idx, embedder=embedder)
+    assert report.removed == ["harbor.md", "mill.txt", "quarry.txt"] and report.reused == 1
+    assert _segments(idx) == {"s000002": 1} and split_calls == [] and embedder.embedded == []
+    _assert_fresh(folder, idx, tmp_path, embedder)

@@ -635,8 +635,10 @@ def _load_segments(where: str, gen: Path, manifest: dict) -> Index:
         raise IndexCorrupt(where, "its documents disagree with its manifest")
     docs = [_doc_from_record(r) for r in records]
     texts = Texts(parts=parts, where=(seg_of, at))
-    chunk_vectors = Rows([seg.chunk_vectors for seg in segs], c_base, phys_c, dim)
-    sentence_vectors = Rows([seg.sentence_vectors for seg in segs], s_base, phys_s, dim)
+    # One segment holding every row in order (a fresh build's) needs no gathering: its maps serve as they are.
+    whole = len(segs) == 1 and np.array_equal(phys_c, np.arange(n)) and np.array_equal(phys_s, np.arange(m))
+    chunk_vectors = segs[0].chunk_vectors if whole else Rows([seg.chunk_vectors for seg in segs], c_base, phys_c, dim)
+    sentence_vectors = segs[0].sentence_vectors if whole else Rows([seg.sentence_vectors for seg in segs], s_base, phys_s, dim)
     return Index(gen, manifest, docs, chunks, sentences, chunk_vectors, sentence_vectors, dense, Bm25(sparse_parts, n),
                  texts, [int(r["chars"]) for r in records])
 

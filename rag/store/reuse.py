@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.errors import IndexCorrupt, IndexNotFound
-from rag.store.generations import C_DOC, C_SENT_HI, C_SENT_LO, S_DOC, read_manifest
+from rag.store.generations import C_DOC, C_SENT_HI, C_SENT_LO, S_DOC
 from rag.store.segments import Segment
 from rag.store.sparse import Postings
 from rag.types import Document
@@ -36,10 +35,11 @@ class Live:
         self.stubs: dict[str, Document] = {}  # the documents known() gave without their text
 
     @classmethod
-    def open(cls, index_dir: Path) -> "Live | None":
+    def of(cls, gen: Path, manifest: dict) -> "Live | None":
+        """The generation ``gen`` whose manifest (see read_manifest) is ``manifest``; None if unusable."""
         try:
-            return cls(*read_manifest(index_dir))
-        except (IndexNotFound, IndexCorrupt, KeyError, TypeError):
+            return cls(gen, manifest)
+        except (KeyError, TypeError, ValueError):
             return None
 
     def segment(self, name: str) -> Segment:
