@@ -150,8 +150,9 @@ def _plan(docs: list[Document], carry: "reuse.Live | None", live: "reuse.Live | 
             fresh.append(carry.document(doc_id))
             entries[doc_id] = None
     report.reused = sum(e is not None for e in entries.values())
-    kept = {} if carry is None else {seg: carry.manifest["segments"][seg]
-                                     for seg in dict.fromkeys(e["segment"] for e in entries.values() if e is not None)}
+    used = {e["segment"] for e in entries.values() if e is not None}
+    # Oldest first, as the live generation lists them: _merges reads the newest from the end.
+    kept = {} if carry is None else {seg: info for seg, info in carry.manifest["segments"].items() if seg in used}
     new = None
     if fresh:
         old_vectors = live.vectors(embedder.model_id, getattr(embedder, "fingerprint", None)) if live is not None else {}

@@ -389,7 +389,8 @@ def test_files_read_by_another_reader_version_are_read_again(tmp_path, reads, mo
 
 
 # ------------------------------------------------------------------- segments shared between generations
-SMALL = {f"note{i}.txt": f"Note {i} from the pier\n\nThe pier counted {i} gulls at dawn. The gulls left by noon.\n"
+# Named to sort before the articles: reading order is not the order segments were written in.
+SMALL = {f"a-note{i}.txt": f"Note {i} from the pier\n\nThe pier counted {i} gulls at dawn. The gulls left by noon.\n"
          for i in range(1, 6)}
 
 
