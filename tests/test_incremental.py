@@ -389,8 +389,9 @@ def test_files_read_by_another_reader_version_are_read_again(tmp_path, reads, mo
 
 
 # ------------------------------------------------------------------- segments shared between generations
-# Named to sort before the articles: reading order is not the order segments were written in.
-SMALL = {f"a-note{i}.txt": f"Note {i} from the pier\n\nThe pier counted {i} gulls at dawn. The gulls left by noon.\n"
+# Each named to sort before the articles and the notes before it: reading order is not the order
+# segments were written in.
+SMALL = {f"a-note{9 - i}.txt": f"Note {i} from the pier\n\nThe pier counted {i} gulls at dawn. The gulls left by noon.\n"
          for i in range(1, 6)}
 
 
