@@ -140,7 +140,10 @@ def _plan(docs: list[Document], carry: "reuse.Live | None", live: "reuse.Live | 
     for d in docs:
         e = carry.entries.get(d.doc_id) if carry is not None else None
         if e is not None and (carry.stubs.get(d.doc_id) is d or _same_document(d, e, cs)):
-            entries[d.doc_id] = {**{k: v for k, v in e.items() if k != "file"}, **_file(files, d.doc_id)}
+            entry = dict(e)
+            entry.pop("file", None)
+            entry.update(_file(files, d.doc_id))
+            entries[d.doc_id] = entry
         else:
             entries[d.doc_id] = None
             fresh.append(d)
