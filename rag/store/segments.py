@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.store.sparse import TERM_COUNTS, Postings, stored_terms
+from rag.store.sparse import Postings, stored_terms
 
 FILES = ("docs.jsonl", "texts.bin", "text_offsets.npy", "chunks.npy", "sentences.npy", "chunk_vectors.npy",
          "sentence_vectors.npy", "dense.faiss", "terms.json", "term_ptr.npy", "term_rows.npy", "term_tf.npy")
@@ -167,5 +167,5 @@ class Segment:
         return self._once("terms", make)
 
 
+# The files every generation from before segments has (texts.bin, bm25/ and term_counts.npy came later).
 LEGACY_FILES = ("docs.jsonl", "chunks.npy", "sentences.npy", "chunk_vectors.npy", "sentence_vectors.npy", "dense.faiss")
-LEGACY_OPTIONAL = ("texts.bin", "text_offsets.npy", TERM_COUNTS)
