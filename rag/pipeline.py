@@ -29,6 +29,7 @@ from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoD
 from rag.ingest import READERS, SUFFIXES, Unreadable, ingest  # noqa: F401 (Unreadable: for read_article's callers)
 from rag.retrieve import HybridRetriever, Retriever
 from rag.store.local import LocalStore
+from rag.store.segments import SegmentData
 from rag.text import TOKENIZER_VERSION, tokenize
 from rag.types import Answer, Document
 
@@ -81,27 +82,31 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
         return report
     with lock.BuildLock(index_dir, timeout=lock_timeout):
         storage.collect_garbage(index_dir)
-        old_manifest = _manifest_or_none(index_dir)
+        gen, old_manifest = _manifest_or_none(index_dir)
         old = old_manifest or {}
+        fingerprint = getattr(embedder, "fingerprint", None)
+        same_settings = old_manifest is not None and old_manifest["model"]["id"] == embedder.model_id \
+            and old_manifest["chunker"] == chunk_settings.to_dict() and old_manifest.get("tokenizer") == TOKENIZER_VERSION \
+            and old_manifest.get("splitter") == storage.SPLITTER_VERSION and reuse.same_files(old_manifest, fingerprint)
+        live = None if rebuild or old_manifest is None else reuse.Live.of(gen, old_manifest)
+        # Documents of a segmented generation whose files did not change are taken over from their
+        # segment, unread; otherwise known() gives them whole, to be written again.
+        carry = live is not None and live.segmented and same_settings
         paths, sources, docs, warnings, files = _gather(paths, documents, old.get("sources"), old.get("documents", {}),
-                                                        None if rebuild else reuse.known_files(index_dir))
+                                                        None if live is None else live.known(stubs=carry))
         excluded = _excluded(set() if include_removed else removals.read_excluded(index_dir), remove, unexclude)
         if include_removed or remove or unexclude:
             removals.write_excluded(index_dir, excluded)
-        kept = [d for d in docs if not (d.path and str(Path(d.path).resolve()) in excluded)]
+        kept = [d for d in docs if not (excluded and d.path and str(Path(d.path).resolve()) in excluded)]
         if not kept and docs:
             raise NoDocuments([str(p) for p in (paths or [])])
         report = BuildReport(index_dir=index_dir, warnings=warnings, documents=len(kept), excluded=len(docs) - len(kept))
         docs = kept
-        old_docs = (old_manifest or {}).get("documents", {})
+        old_docs = old.get("documents", {})
         new_ids = {d.doc_id: d.sha256 for d in docs}
         report.added = sorted(set(new_ids) - set(old_docs))
         report.removed = sorted(set(old_docs) - set(new_ids))
         report.changed = sorted(i for i in new_ids if i in old_docs and old_docs[i]["sha256"] != new_ids[i])
-        same_settings = old_manifest is not None and old_manifest["model"]["id"] == embedder.model_id \
-            and old_manifest["chunker"] == chunk_settings.to_dict() and old_manifest.get("tokenizer") == TOKENIZER_VERSION \
-            and old_manifest.get("splitter") == storage.SPLITTER_VERSION \
-            and reuse.same_files(old_manifest, getattr(embedder, "fingerprint", None))
         if not rebuild and same_settings and not (report.added or report.removed or report.changed) \
                 and old_manifest.get("sources") == sources:
             report.up_to_date = True
@@ -110,16 +115,107 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
             report.seconds = time.perf_counter() - t0
             return report
 
-        old_vectors = {} if rebuild else reuse.previous_vectors(index_dir, embedder.model_id, getattr(embedder, "fingerprint", None))
-        previous = reuse.NOTHING_PREVIOUS if rebuild else reuse.previous_splits(index_dir)
-        data = _assemble(docs, embedder, chunk_settings, old_vectors, report, previous)
-        data = storage.IndexData(**{**data.__dict__, "sources": sources, "files": files,
-                                    "model_fingerprint": getattr(embedder, "fingerprint", None)})
-        storage.write(index_dir, data)
-        report.chunks = len(data.chunks)
+        plan = _plan(docs, live if carry else None, live, files, embedder, chunk_settings, report, index_dir)
+        plan = storage.Plan(**{**plan.__dict__, "sources": sources, "model_fingerprint": fingerprint})
+        storage.write(index_dir, plan)
+        report.chunks = sum(int(e["chunks"]) for e in plan.documents.values())
         report.warnings += export_warnings
         report.seconds = time.perf_counter() - t0
         return report
+
+
+MERGE_WHEN_DEAD = 0.5  # a segment with more than this share of its documents gone is written again
+
+
+def _plan(docs: list[Document], carry: "reuse.Live | None", live: "reuse.Live | None", files: dict, embedder: Embedder,
+          cs: ChunkSettings, report: BuildReport, index_dir: Path) -> storage.Plan:
+    """The generation a build writes: documents ``carry`` (the live generation, when its segments
+    can be kept) holds unchanged stay in their segments; the others, with those of segments worth
+    merging, are split (or take their rows from ``live``), embedded (or take their vectors) and
+    written as one new segment."""
+    name = storage.next_generation(index_dir)
+    new_segment = storage.segment_name(name)
+    entries: dict[str, dict | None] = {}
+    fresh: list[Document] = []
+    for d in docs:
+        e = carry.entries.get(d.doc_id) if carry is not None else None
+        if e is not None and (carry.stubs.get(d.doc_id) is d or _same_document(d, e, cs)):
+            entry = dict(e)
+            entry.pop("file", None)
+            entry.update(_file(files, d.doc_id))
+            entries[d.doc_id] = entry
+        else:
+            entries[d.doc_id] = None
+            fresh.append(d)
+    merge = _merges(carry, entries, len(fresh)) if carry is not None else set()
+    for doc_id, e in entries.items():
+        if e is not None and e["segment"] in merge:
+            fresh.append(carry.document(doc_id))
+            entries[doc_id] = None
+    report.reused = sum(e is not None for e in entries.values())
+    used = {e["segment"] for e in entries.values() if e is not None}
+    # Oldest first, as the live generation lists them: _merges reads the newest from the end.
+    kept = {} if carry is None else {seg: info for seg, info in carry.manifest["segments"].items() if seg in used}
+    new = None
+    if fresh:
+        old_vectors = live.vectors(embedder.model_id, getattr(embedder, "fingerprint", None)) if live is not None else {}
+        # Rows of any document of the live generation; BM25 counts of the segments written again.
+        numbered = [] if live is None else [""] if not live.segmented else \
+            [seg for seg in live.manifest["segments"] if carry is None or seg in merge]
+        previous = live.splits(numbered) if live is not None else reuse.NOTHING_PREVIOUS
+        data = _assemble(fresh, embedder, cs, old_vectors, report, previous)
+        c_bounds = np.searchsorted(data.chunks[:, storage.C_DOC], np.arange(len(fresh) + 1))
+        s_bounds = np.searchsorted(data.sentences[:, storage.S_DOC], np.arange(len(fresh) + 1))
+        records = [json.dumps(storage.doc_record(d), ensure_ascii=False) for d in fresh]
+        for j, (d, record) in enumerate(zip(fresh, records)):
+            entries[d.doc_id] = {"sha256": d.sha256, "path": d.path, "embedded": data.embed_keys[j],
+                                 "split": data.split_keys[j], "record": _record_key(record), **_file(files, d.doc_id),
+                                 "segment": new_segment, "at": j, "chunks": int(c_bounds[j + 1] - c_bounds[j]),
+                                 "sentences": int(s_bounds[j + 1] - s_bounds[j])}
+        new = SegmentData(records, [d.text.encode("utf-8", "surrogatepass") for d in fresh], data.chunks, data.sentences,
+                          data.chunk_vectors, data.sentence_vectors, data.passage_terms, embedder.dim)
+    return storage.Plan(model_id=embedder.model_id, dim=embedder.dim, chunk_settings=cs, sources=[], model_fingerprint=None,
+                        documents=entries, segments=kept, previous=None if carry is None else carry.gen, new=new,
+                        name=name)
+
+
+def _merges(live: "reuse.Live", entries: dict, fresh: int) -> set[str]:
+    """The segments of ``live`` whose documents the new segment takes in: the newest ones while
+    each holds at most twice what the new one has gathered (so a library grown one article at a
+    time keeps a few segments, each article being copied a few times over its life), and any
+    segment most of whose documents are gone."""
+    left: dict[str, int] = {}
+    for e in entries.values():
+        if e is not None:
+            left[e["segment"]] = left.get(e["segment"], 0) + 1
+    merge, gathered = set(), fresh
+    for seg in reversed(list(live.manifest["segments"])):
+        if seg not in left:
+            continue
+        if left[seg] > 2 * gathered:
+            break
+        merge.add(seg)
+        gathered += left[seg]
+    for seg, n in left.items():
+        if n < (1 - MERGE_WHEN_DEAD) * int(live.manifest["segments"][seg]["documents"]):
+            merge.add(seg)
+    return merge
+
+
+def _same_document(d: Document, entry: dict, cs: ChunkSettings) -> bool:
+    """Whether ``d``, read again, is what the live generation holds for it (rows, terms and record)."""
+    return "segment" in entry and entry.get("split") == split_key(d, cs) \
+        and entry.get("record") == _record_key(json.dumps(storage.doc_record(d), ensure_ascii=False))
+
+
+def _record_key(record: str) -> str:
+    return hashlib.sha256(record.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _file(files: dict, doc_id: str) -> dict:
+    """The manifest's record of the file ``doc_id`` was read from (a FileStat), if it was read from one."""
+    f = files.get(doc_id)
+    return {} if f is None else {"file": [f.size, f.mtime_ns, f.seen_ns, f.reader]}
 
 
 def _gather(paths, documents: list[Document] | None, old_sources, indexed: dict, known=None):
@@ -255,11 +351,12 @@ def _where(store) -> str:
     return str(store.directory.parent) if isinstance(store, LocalStore) else getattr(store, "spec", "the store")
 
 
-def _manifest_or_none(index_dir: Path) -> dict | None:
+def _manifest_or_none(index_dir: Path) -> tuple[Path | None, dict | None]:
+    """(live generation, its manifest), or (None, None) when there is no usable one."""
     try:
-        return storage.read_manifest(index_dir)[1]
+        return storage.read_manifest(index_dir)
     except Exception:  # a missing or damaged index is simply rebuilt
-        return None
+        return None, None
 
 
 def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
@@ -286,7 +383,7 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
         old = previous.rows.get(split_keys[-1])
         chunk_rows, sent_rows = old.placed(d_i, n_sents) if old is not None else _split_rows(doc, d_i, n_sents, cs)
         texts: list[str] | None = None  # made only when they are tokenized or embedded
-        if old is not None and previous.terms is not None and split_keys[-1] not in taken:
+        if old is not None and old.chunk_lo is not None and previous.terms is not None and split_keys[-1] not in taken:
             moved[old.chunk_lo:old.chunk_lo + len(chunk_rows)] = np.arange(n_chunks, n_chunks + len(chunk_rows))
             taken.add(split_keys[-1])  # a second document with the same key gets its terms afresh
         else:

@@ -35,6 +35,29 @@ def corpus(tmp_path) -> Path:
     return dst
 
 
+# An index of the mini corpus as the version before segments wrote it (with the KeywordEmbedder, the
+# corpus then at LEGACY_ROOT): every file in its one generation, BM25 as bm25s saves it.
+LEGACY = DATA / "legacy_index"
+LEGACY_ROOT = "/tmp/legacy-src/corpus"
+
+
+@pytest.fixture
+def legacy_index(corpus, tmp_path) -> Path:
+    """A private copy of that index, its paths moved to the ``corpus`` fixture's."""
+    import json
+
+    idx = tmp_path / "idx"
+    shutil.copytree(LEGACY, idx)
+    gen = idx / "gen-000001"
+    for name in ("docs.jsonl", "manifest.json"):
+        text = (gen / name).read_text(encoding="utf-8")
+        (gen / name).write_text(text.replace(json.dumps(LEGACY_ROOT)[1:-1], json.dumps(str(corpus))[1:-1]), encoding="utf-8")
+    manifest = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    manifest["files"]["docs.jsonl"] = (gen / "docs.jsonl").stat().st_size
+    (gen / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return idx
+
+
 @pytest.fixture(scope="module")
 def mini_assistant(tmp_path_factory):
     """An Assistant over the mini corpus with the KeywordEmbedder, shared by a test module."""

@@ -120,10 +120,23 @@ def test_missing_index(tmp_path):
         storage.load(tmp_path / "none")
 
 
+def _segment_file(g, name):
+    """The file ``name`` of the generation's only segment."""
+    (path,) = g.glob(f"s*.{name}")
+    return path
+
+
+def _damage(path, data: bytes):
+    """Write ``data`` over ``path`` without touching the other generations its segment file is linked into."""
+    path.unlink()
+    path.write_bytes(data)
+
+
 @pytest.mark.parametrize("damage, problem", [
-    (lambda g: (g / "dense.faiss").write_bytes((g / "dense.faiss").read_bytes()[:50]), "dense.faiss is truncated"),
+    (lambda g: _damage(_segment_file(g, "dense.faiss"), _segment_file(g, "dense.faiss").read_bytes()[:50]),
+     "dense.faiss is truncated"),
     (lambda g: (g / "manifest.json").write_text("{not json"), "manifest.json is not valid JSON"),
-    (lambda g: os.remove(g / "chunks.npy"), "chunks.npy is missing"),
+    (lambda g: os.remove(_segment_file(g, "chunks.npy")), "chunks.npy is missing"),
     (lambda g: (g / "manifest.json").write_text(json.dumps({**json.loads((g / "manifest.json").read_text()), "format_version": 0})),
      "index format 0"),
 ])
@@ -139,8 +152,8 @@ def test_damaged_index_names_the_problem_and_the_fix(built, damage, problem):
 def test_same_size_garbage_faiss_file_is_reported(built):
     corpus, idx_dir, embedder = built
     g = storage.current_generation(idx_dir)
-    size = (g / "dense.faiss").stat().st_size
-    (g / "dense.faiss").write_bytes(b"\x00" * size)
+    size = _segment_file(g, "dense.faiss").stat().st_size
+    _damage(_segment_file(g, "dense.faiss"), b"\x00" * size)
     with pytest.raises(IndexCorrupt, match="dense.faiss cannot be read"):
         storage.load(idx_dir)
 
@@ -174,9 +187,9 @@ def test_no_pickle_in_the_index(built):
     for p in g.rglob("*.npy"):
         arr = np.load(p, allow_pickle=False)  # raises if any array needed pickle
         assert arr.dtype != object
-    assert sorted(p.name for p in g.iterdir()) == ["bm25", "chunk_vectors.npy", "chunks.npy", "dense.faiss",
-                                                   "docs.jsonl", "manifest.json", "sentence_vectors.npy", "sentences.npy",
-                                                   "term_counts.npy", "text_offsets.npy", "texts.bin"]
+    assert sorted(p.name for p in g.iterdir()) == ["manifest.json", *(f"s000001.{name}" for name in sorted(
+        ["chunk_vectors.npy", "chunks.npy", "dense.faiss", "docs.jsonl", "sentence_vectors.npy", "sentences.npy",
+         "term_ptr.npy", "term_rows.npy", "term_tf.npy", "terms.json", "text_offsets.npy", "texts.bin"]))]
 
 
 # Every character str.splitlines() breaks a line at (see the str.splitlines docs), "\n" aside.
@@ -246,7 +259,7 @@ def test_a_damaged_generation_is_not_retried_when_current_did_not_move(built, mo
     calls = []
     real = storage.read_manifest
     monkeypatch.setattr(storage, "read_manifest", lambda *a, **k: calls.append(a) or real(*a, **k))
-    os.remove(storage.current_generation(idx_dir) / "docs.jsonl")
+    os.remove(_segment_file(storage.current_generation(idx_dir), "docs.jsonl"))
     with pytest.raises(IndexCorrupt, match="docs.jsonl is missing"):
         storage.load(idx_dir)
     assert len(calls) == 1
@@ -334,12 +347,20 @@ def test_texts_stay_readable_after_a_build_removes_the_generation(corpus, tmp_pa
     assert index.document(meta.doc_id).text == open(meta.path, encoding="utf-8", newline="").read() != ""
 
 
-def test_a_generation_from_before_texts_bin_still_answers_the_same(corpus, tmp_path):
-    idx = tmp_path / "idx"
+def test_a_generation_from_before_segments_answers_as_a_new_one(corpus, legacy_index, tmp_path):
     e = KeywordEmbedder()
-    build([corpus], idx, embedder=e)
+    build([corpus], tmp_path / "fresh", embedder=e)
+    expected = _answers(tmp_path / "fresh", e)
+    index = storage.load(legacy_index)
+    assert "segments" not in index.manifest and (index.directory / "bm25").is_dir()
+    assert _answers(legacy_index, e) == expected and expected[0][1]
+
+
+def test_a_generation_from_before_texts_bin_still_answers_the_same(corpus, legacy_index, tmp_path):
+    idx = legacy_index
+    e = KeywordEmbedder()
     expected = _answers(idx, e)
-    # Rewrite the generation as the previous format did: texts inside docs.jsonl, no texts.bin.
+    # Rewrite the generation as the format before it did: texts inside docs.jsonl, no texts.bin.
     gen = storage.current_generation(idx)
     manifest = json.loads((gen / "manifest.json").read_text())
     records = [json.loads(line) for line in (gen / "docs.jsonl").read_text().splitlines()]
@@ -355,14 +376,19 @@ def test_a_generation_from_before_texts_bin_still_answers_the_same(corpus, tmp_p
     (gen / "manifest.json").write_text(json.dumps(manifest))
     assert storage.load(idx).texts._held is not None
     assert _answers(idx, e) == expected and expected[0][1]
+    # The next build takes its vectors over (texts from docs.jsonl) and writes segments.
+    (corpus / "new.txt").write_text("Fresh news\n\nA harbor ferry sank.\n", encoding="utf-8")
+    report = build([corpus], idx, embedder=e)
+    assert report.added == ["new.txt"] and report.reused == 3 and e.embedded == ["Fresh news\nA harbor ferry sank.", "A harbor ferry sank."]
+    assert "segments" in storage.load(idx).manifest and _answers(idx, e) == expected
 
 
 def test_texts_that_disagree_with_their_offsets_are_reported(corpus, tmp_path):
     idx = tmp_path / "idx"
     build([corpus], idx, embedder=KeywordEmbedder())
     gen = storage.current_generation(idx)
-    offsets = np.load(gen / storage.TEXT_OFFSETS)
+    offsets = np.load(_segment_file(gen, storage.TEXT_OFFSETS))
     offsets[-1] += 1
-    np.save(gen / storage.TEXT_OFFSETS, offsets)  # same size: only the check of the values can see it
+    np.save(_segment_file(gen, storage.TEXT_OFFSETS), offsets)  # same size: only the check of the values can see it
     with pytest.raises(IndexCorrupt):
         storage.load(idx)

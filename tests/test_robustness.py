@@ -264,13 +264,15 @@ def test_a_tampered_index_cannot_run_code(corpus, tmp_path, capsys):
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    # an object array pickled into chunks.npy, with the manifest's size updated to match
-    np.save(gen / "chunks.npy", np.array([Evil()], dtype=object), allow_pickle=True)
+    # an object array pickled into its segment's chunks.npy, with the manifest's size updated to match
+    (chunks,) = gen.glob("s*.chunks.npy")
+    chunks.unlink()
+    np.save(chunks, np.array([Evil()], dtype=object), allow_pickle=True)
     manifest = (gen / "manifest.json").read_text()
     import json
 
     m = json.loads(manifest)
-    m["files"]["chunks.npy"] = (gen / "chunks.npy").stat().st_size
+    m["files"][chunks.name] = chunks.stat().st_size
     (gen / "manifest.json").write_text(json.dumps(m))
     assert main(["docs", "--index-dir", str(tmp_path / "idx")]) == 2
     err = capsys.readouterr().err
@@ -283,7 +285,9 @@ def test_damaged_index_on_the_command_line(corpus, tmp_path, capsys):
     from rag.cli import main
 
     build([corpus], tmp_path / "idx", embedder=KeywordEmbedder())
-    (storage.current_generation(tmp_path / "idx") / "docs.jsonl").write_text("{truncated")
+    (docs,) = storage.current_generation(tmp_path / "idx").glob("s*.docs.jsonl")
+    docs.unlink()
+    docs.write_text("{truncated")
     assert main(["docs", "--index-dir", str(tmp_path / "idx")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rag: The index at") and "docs.jsonl is truncated or changed" in err and "--rebuild" in err

@@ -84,11 +84,12 @@ def discover(paths: list[str | Path]) -> tuple[list[tuple[str, Path]], list[str]
             # os.walk without followlinks cannot loop on a symlinked directory cycle.
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                folder = Path(dirpath)
+                # Made once per folder: a library of many thousand files pays this at every build.
+                prefix = folder.relative_to(root).as_posix() + "/" if folder != root else ""
                 for name in sorted(filenames):
-                    if name.startswith("."):
-                        continue
-                    p = Path(dirpath, name)
-                    candidates.append((p.relative_to(root).as_posix(), p))
+                    if not name.startswith("."):
+                        candidates.append((prefix + name, folder / name))
         for doc_id, p in candidates:
             if not readable(p.name):
                 if root.is_file():
@@ -129,6 +130,7 @@ def ingest(paths: list[str | Path], keep: Collection[str] = (),
     documents already indexed), else the first by name, so a new copy never displaces the original.
     ``known(doc_id, path, stat)`` may give the Document an earlier read made of an unchanged file:
     then the file is not read again (parsing is most of the cost of re-indexing a large library).
+    Such a document may lack its text and blocks, when the caller takes them over itself.
 
     Raises:
         PathNotFound: a given path does not exist.
@@ -142,7 +144,8 @@ def ingest(paths: list[str | Path], keep: Collection[str] = (),
         try:
             stat = FileStat.of(path)  # before reading: a change made while reading shows next time
             doc = known(doc_id, path, stat) if known else None
-            if doc is not None:
+            taken = doc is not None
+            if taken:
                 warns = []
                 report.reused += 1
             else:
@@ -157,7 +160,8 @@ def ingest(paths: list[str | Path], keep: Collection[str] = (),
             report.warnings.append(f"{path}: skipped, {reason}")
             continue
         report.warnings.extend(warns)
-        if not any(b.kind == BODY for b in doc.blocks):
+        # A document known() gave had article text when it was read, and may come without its blocks.
+        if not taken and not any(b.kind == BODY for b in doc.blocks):
             report.warnings.append(f"{path}: skipped, no article text in it")
             continue
         if doc.sha256 in seen:

@@ -1,20 +1,28 @@
 """The local store's files: write a generation atomically, load it with integrity checks, collect
-the old ones. (BM25 is rag.store.sparse, the FAISS choice rag.store.dense, the build lock
-rag.store.lock, reuse by the next build rag.store.reuse, the page's removals rag.store.excluded.)
+the old ones. (Segments are rag.store.segments, BM25 rag.store.sparse, the FAISS choice
+rag.store.dense, the build lock rag.store.lock, reuse by the next build rag.store.reuse, the page's
+removals rag.store.excluded.)
 
 Layout of an index directory::
 
     CURRENT               name of the live generation; replaced atomically (os.replace)
     .lock                 held while a build writes (rag.store.lock)
     excluded.json         files removed in the chat page (rag.store.excluded)
-    gen-000007/           one generation: manifest.json, docs.jsonl, texts.bin, text_offsets.npy, chunks.npy,
-                          sentences.npy, chunk_vectors.npy, sentence_vectors.npy, dense.faiss, bm25/,
-                          term_counts.npy
+    gen-000007/           one generation: manifest.json, and the files of each segment it uses
+                          (s000003.texts.bin, s000007.texts.bin, ...: see rag.store.segments)
+
+A generation is a list of segments and, in reading order, its documents, each named by its segment
+and its place there. A build writes the documents it added (and those of segments it merges) as one
+new segment and hard-links the other segments' files from the live generation: adding an article
+costs that article, not the library. Segment files are never written again once made, so sharing
+them cannot change a generation another reader holds, and removing a generation directory removes
+only its links: files another generation uses stay.
 
 A build writes a new generation directory, fsyncs it, then swaps CURRENT, so a reader always sees
 either the old index or the new one. The generation before the live one is kept, so a reader that
-read CURRENT just before a swap still finds its files. Nothing is pickled: JSON, JSONL, .npy
-(allow_pickle=False) and FAISS's own format.
+read CURRENT just before a swap still finds its files. Generations written before segments (every
+file in the generation itself, without a segment prefix) still load. Nothing is pickled: JSON,
+JSON Lines, .npy (allow_pickle=False) and FAISS's own format.
 """
 from __future__ import annotations
 
@@ -24,7 +32,7 @@ import re
 import shutil
 import threading
 import time
-from dataclasses import astuple, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,18 +40,17 @@ import numpy as np
 from rag.config import FORMAT_VERSION, ChunkSettings
 from rag.errors import IndexCorrupt, IndexNotFound, IndexOutdated
 from rag.store.dense import NPROBE, make_vector_index
-from rag.store.sparse import TERM_COUNTS, Postings, bm25_index
+from rag.store.segments import FILES as SEGMENT_FILES
+from rag.store.segments import (  # noqa: F401 (the row columns: re-exported)
+    C_DOC, C_END, C_SECTION, C_SENT_HI, C_SENT_LO, C_START, LEGACY_FILES, S_DOC, S_END, S_SECTION, S_START, Segment,
+    SegmentData, file_name, link_segment, write_segment)
+from rag.store.sparse import Bm25, LegacyBm25, Postings
 from rag.text import TOKENIZER_VERSION
 from rag.types import Block, Chunk, Document
 
 SPLITTER_VERSION = 7  # = rag.chunk.VERSION, kept here so loading an index does not import pysbd
 CURRENT = "CURRENT"
-# chunks.npy columns
-C_DOC, C_START, C_END, C_SECTION, C_SENT_LO, C_SENT_HI = range(6)
-# sentences.npy columns
-S_DOC, S_START, S_END, S_SECTION = range(4)
 SENTENCE_TERMS_CACHE = 65_536  # sentences whose terms an Index remembers
-_FILES = ("docs.jsonl", "chunks.npy", "sentences.npy", "chunk_vectors.npy", "sentence_vectors.npy", "dense.faiss")
 # Every document's text, UTF-8 one after the other, and the byte offset where each starts (plus the
 # end): read on demand through a memory map, so a server never holds a large library's texts.
 # Generations written before they existed keep texts in docs.jsonl, and still load.
@@ -65,37 +72,46 @@ class IndexData:
     dim: int
     chunk_settings: ChunkSettings
     sources: list[str]  # the paths that were indexed
-    embed_keys: tuple[str, ...] = ()  # per document: hash of exactly the texts embedded for it (see previous_vectors)
-    split_keys: tuple[str, ...] = ()  # per document: hash of what its rows and terms are made from (see previous_splits)
+    embed_keys: tuple[str, ...] = ()  # per document: hash of exactly the texts embedded for it (see reuse.Live.vectors)
+    split_keys: tuple[str, ...] = ()  # per document: hash of what its rows and terms are made from (see reuse.Live.splits)
     model_fingerprint: str | None = None  # the embedder's rag.embed.model_fingerprint, when it has one
     files: dict = field(default_factory=dict)  # doc_id -> rag.ingest.FileStat of the file it was read from
 
 
 class Texts:
-    """Document texts by position: decoded on demand from a memory-mapped texts.bin, the last few
-    kept; or, for a generation from before texts.bin, held in memory as they were loaded."""
+    """Document texts by position: decoded on demand from memory-mapped texts.bin files (one per
+    segment), the last few kept; or, for a generation from before texts.bin, held in memory as
+    they were loaded."""
 
-    def __init__(self, mapped=None, offsets: np.ndarray | None = None, held: list[str] | None = None):
-        self._mapped, self._offsets, self._held = mapped, offsets, held
+    def __init__(self, mapped=None, offsets: np.ndarray | None = None, held: list[str] | None = None,
+                 parts: list | None = None, where: tuple[np.ndarray, np.ndarray] | None = None):
+        """``parts``: (map, offsets) per segment, and ``where``: (part, position there) per document;
+        or one ``mapped`` file whose ``offsets`` are the documents' own."""
+        self._parts = parts if parts is not None else [(mapped, offsets)]
+        self._where = where
+        self._held = held
         self._cache: dict[int, str] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def open(cls, path: Path, offsets: np.ndarray) -> "Texts":
-        import mmap
+        return cls(mapped=_map(path), offsets=offsets)
 
-        with open(path, "rb") as f:
-            # A map outlives its file object, and the file itself after a build removes the
-            # generation: this Index keeps reading the texts it loaded.
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
-        return cls(mapped=mapped, offsets=offsets)
+    def _span(self, i: int):
+        if self._where is None:
+            mapped, offsets = self._parts[0]
+            return mapped, int(offsets[i]), int(offsets[i + 1])
+        mapped, offsets = self._parts[int(self._where[0][i])]
+        j = int(self._where[1][i])
+        return mapped, int(offsets[j]), int(offsets[j + 1])
 
     def __getitem__(self, i: int) -> str:
         if self._held is not None:
             return self._held[i]
         text = self._cache.get(i)
         if text is None:
-            text = self._mapped[int(self._offsets[i]):int(self._offsets[i + 1])].decode("utf-8", "surrogatepass")
+            mapped, lo, hi = self._span(i)
+            text = mapped[lo:hi].decode("utf-8", "surrogatepass")
             with self._lock:
                 if len(self._cache) >= TEXT_CACHE:
                     self._cache.pop(next(iter(self._cache)))
@@ -105,15 +121,79 @@ class Texts:
     def bytes(self, i: int) -> int:
         if self._held is not None:
             return len(self._held[i].encode("utf-8", "surrogatepass"))
-        return int(self._offsets[i + 1] - self._offsets[i])
+        _, lo, hi = self._span(i)
+        return hi - lo
+
+
+def _map(path: Path):
+    import mmap
+
+    with open(path, "rb") as f:
+        # A map outlives its file object, and the file itself after a build removes the
+        # generation: this Index keeps reading the texts it loaded.
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
+
+
+class Rows:
+    """Vectors by the generation's row, gathered from the segments' memory-mapped arrays: ``rows[ids]``
+    and ``np.asarray(rows)`` as with one array."""
+
+    def __init__(self, parts: list[np.ndarray], bases: np.ndarray, physical: np.ndarray, dim: int):
+        self._parts, self._bases, self._physical = parts, bases, physical  # row -> row of the parts put end to end
+        self.shape = (len(physical), dim)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        if isinstance(rows, (int, np.integer)):
+            return self[np.array([rows])][0]
+        p = self._physical[np.arange(self.shape[0])[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)]
+        part = np.searchsorted(self._bases, p, side="right") - 1
+        out = np.empty((len(p), self.shape[1]), np.float32)
+        for k in np.unique(part).tolist():
+            mask = part == k
+            out[mask] = self._parts[k][p[mask] - self._bases[k]]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[np.arange(self.shape[0])]
+        return out if dtype is None else out.astype(dtype)
+
+
+class Dense:
+    """The segments' FAISS indexes, searched as one: each maps its rows to the generation's (-1 for
+    rows of documents the generation no longer holds, which are never returned)."""
+
+    def __init__(self, parts: list[tuple[object, np.ndarray | None]]):
+        self._parts = [(index, rows, 0 if rows is None else int((rows < 0).sum())) for index, rows in parts]
+        self.ntotal = sum(int(index.ntotal) - dead for index, _, dead in self._parts)
+
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The k rows nearest ``vector`` (inner product), best first, ties by row."""
+        q = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        found = []
+        for index, rows, dead in self._parts:
+            n = int(index.ntotal)
+            if n == 0:
+                continue
+            # 16 more than asked, so that ties at the cut are all seen and then ordered by row.
+            scores, ids = index.search(q, min(k + 16 + dead, n))
+            for i, v in zip(ids[0].tolist(), scores[0].tolist()):
+                if i >= 0 and (rows is None or rows[i] >= 0):
+                    found.append((i if rows is None else int(rows[i]), v))
+        found.sort(key=lambda x: (-x[1], x[0]))
+        return found[:k]
 
 
 class Index:
     """A loaded generation. Vectors and document texts are memory-mapped; ``docs`` holds each
-    document's metadata with an empty ``text`` (``document()`` gives the whole one)."""
+    document's metadata with an empty ``text`` (``document()`` gives the whole one). Rows are in
+    reading order (documents in the order the build was given them), whatever segments hold them."""
 
     def __init__(self, directory: Path, manifest: dict, docs: list[Document], chunks: np.ndarray,
-                 sentences: np.ndarray, chunk_vectors: np.ndarray, sentence_vectors: np.ndarray, faiss_index, bm25,
+                 sentences: np.ndarray, chunk_vectors, sentence_vectors, dense: Dense, sparse,
                  texts: Texts, chars: list[int]):
         self.directory = directory
         self.manifest = manifest
@@ -125,9 +205,8 @@ class Index:
         self.sentences = sentences
         self.chunk_vectors = chunk_vectors
         self.sentence_vectors = sentence_vectors
-        self.faiss = faiss_index
-        self.bm25 = bm25
-        self._df = None
+        self.dense = dense
+        self.sparse = sparse  # rag.store.sparse.Bm25 or LegacyBm25
         # Sentence terms are asked for again and again (each question rescans its candidates), so
         # they are memoised. A plain dict rather than lru_cache on a bound method: that would be a
         # reference cycle keeping every reloaded-away Index alive until the cycle collector runs.
@@ -183,72 +262,76 @@ class Index:
     def idf(self, term: str) -> float:
         """BM25 (Lucene) idf of a term over passages. A term no passage has gets the highest idf:
         it is the most specific word of the question, and its absence must count."""
-        if self._df is None:
-            indptr = np.asarray(self.bm25.scores["indptr"])
-            self._df = np.diff(indptr)
-        tid = self.bm25.vocab_dict.get(term)
-        n = len(self.chunks)
-        df = 0.0 if tid is None else float(self._df[tid])
-        return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+        return self.sparse.idf(term)
 
 
 # ---------------------------------------------------------------------------------------------- write
 
-def write(index_dir: Path, data: IndexData) -> Path:
-    """Write ``data`` as a new generation and make it current; returns the generation directory.
+@dataclass(frozen=True)
+class Plan:
+    """What a build writes: the generation's documents, in reading order, each in a segment."""
+
+    model_id: str
+    dim: int
+    chunk_settings: ChunkSettings
+    sources: list[str]
+    model_fingerprint: str | None
+    documents: dict  # doc_id -> its manifest entry, with "segment", "at" (its place there), "chunks", "sentences"
+    segments: dict  # name -> {"documents", "chunks", "sentences", "faiss_index"} of the kept segments, in order
+    previous: Path | None  # the generation the kept segments' files are linked from
+    new: SegmentData | None = None  # the segment this build made, named segment_name(name)
+    name: str = ""  # the generation's name (see next_generation)
+
+
+def segment_name(generation: str) -> str:
+    """The name of the segment generation ``generation`` writes: s000007 for gen-000007."""
+    return "s" + generation[4:]
+
+
+def write(index_dir: Path, plan: Plan) -> Path:
+    """Write ``plan`` as generation ``plan.name`` and make it current; returns its directory.
 
     The caller holds the BuildLock. After the swap, generations older than the previous one are removed.
     """
-    import faiss
-
     index_dir.mkdir(parents=True, exist_ok=True)
-    name = _next_generation(index_dir)
+    name = plan.name or next_generation(index_dir)
     tmp = index_dir / f"{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     _test_pause("write-start")
-
-    # JSON Lines: records end at "\n" only; text may hold other line separators unescaped (see _read_jsonl).
-    offsets = np.zeros(len(data.docs) + 1, dtype=np.int64)
-    with open(tmp / "docs.jsonl", "w", encoding="utf-8") as f, open(tmp / TEXTS, "wb") as t:
-        for i, d in enumerate(data.docs):
-            f.write(json.dumps(_doc_record(d), ensure_ascii=False) + "\n")
-            offsets[i + 1] = offsets[i] + t.write(d.text.encode("utf-8", "surrogatepass"))
-    np.save(tmp / TEXT_OFFSETS, offsets, allow_pickle=False)
-    np.save(tmp / "chunks.npy", np.ascontiguousarray(data.chunks, dtype=np.int64), allow_pickle=False)
-    np.save(tmp / "sentences.npy", np.ascontiguousarray(data.sentences, dtype=np.int64), allow_pickle=False)
-    np.save(tmp / "chunk_vectors.npy", np.ascontiguousarray(data.chunk_vectors, dtype=np.float32), allow_pickle=False)
-    np.save(tmp / "sentence_vectors.npy", np.ascontiguousarray(data.sentence_vectors, dtype=np.float32), allow_pickle=False)
-
-    index, kind = make_vector_index(np.ascontiguousarray(data.chunk_vectors, dtype=np.float32), data.dim)
-    faiss.write_index(index, str(tmp / "dense.faiss"))
+    segments = {}
+    for seg, info in plan.segments.items():
+        link_segment(plan.previous, tmp, seg)
+        segments[seg] = info
+    written = []
+    if plan.new is not None:
+        seg = segment_name(name)
+        kind = write_segment(tmp, seg, plan.new)
+        written = [tmp / file_name(seg, f) for f in SEGMENT_FILES]
+        segments[seg] = {"documents": len(plan.new.records), "chunks": int(len(plan.new.chunks)),
+                         "sentences": int(len(plan.new.sentences)), "faiss_index": kind}
     _test_pause("write-middle")
 
-    bm25, counts = bm25_index(data.passage_terms, len(data.chunks))
-    bm25.save(str(tmp / "bm25"), allow_pickle=False, show_progress=False)
-    np.save(tmp / TERM_COUNTS, counts, allow_pickle=False)
-
+    kinds = sorted({info["faiss_index"] for info in segments.values()})
     manifest = {
         "format_version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": {"id": data.model_id, "dim": data.dim, **({"fingerprint": data.model_fingerprint} if data.model_fingerprint else {})},
-        "chunker": data.chunk_settings.to_dict(),
+        "model": {"id": plan.model_id, "dim": plan.dim, **({"fingerprint": plan.model_fingerprint} if plan.model_fingerprint else {})},
+        "chunker": plan.chunk_settings.to_dict(),
         "tokenizer": TOKENIZER_VERSION,
         "splitter": SPLITTER_VERSION,
-        "faiss_index": kind,
-        "sources": data.sources,
-        "counts": {"documents": len(data.docs), "chunks": int(len(data.chunks)), "sentences": int(len(data.sentences))},
-        "documents": {d.doc_id: {"sha256": d.sha256, "path": d.path, "embedded": key, "split": split,
-                                 **({"file": list(astuple(data.files[d.doc_id]))} if d.doc_id in data.files else {})}
-                      for d, key, split in zip(data.docs, data.embed_keys or [None] * len(data.docs),
-                                               data.split_keys or [None] * len(data.docs))},
-        "files": {},
+        "faiss_index": " + ".join(kinds) if kinds else make_vector_index(np.zeros((0, plan.dim), np.float32), plan.dim)[1],
+        "sources": plan.sources,
+        "counts": {"documents": len(plan.documents), "chunks": sum(int(e["chunks"]) for e in plan.documents.values()),
+                   "sentences": sum(int(e["sentences"]) for e in plan.documents.values())},
+        "segments": segments,
+        "documents": plan.documents,
+        "files": {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()},
     }
-    for p in sorted(tmp.rglob("*")):
-        if p.is_file():
-            manifest["files"][p.relative_to(tmp).as_posix()] = p.stat().st_size
-    _write_json(tmp / "manifest.json", manifest)
-    _fsync_tree(tmp)
+    # No indent: the documents make it megabytes at 50 MB of articles, and only the C encoder is fast.
+    _write_json(tmp / "manifest.json", manifest, indent=None)
+    # Linked files were made durable by the build that wrote them.
+    _fsync_tree(tmp, [*written, tmp / "manifest.json"])
     _test_pause("before-rename")
 
     final = index_dir / name
@@ -301,20 +384,22 @@ def _number(generation: str) -> int:
     return int(generation[4:])
 
 
-def _doc_record(d: Document) -> dict:
+def doc_record(d: Document) -> dict:
     return {"doc_id": d.doc_id, "title": d.title, "date": d.date, "sha256": d.sha256, "path": d.path,
             "encoding": d.encoding, "blocks": [[b.start, b.end, b.kind, b.section] for b in d.blocks], "chars": len(d.text),
             "url": d.url, "author": d.author, "site": d.site, "pages": list(d.pages)}
 
 
-def _next_generation(index_dir: Path) -> str:
+def next_generation(index_dir: Path) -> str:
+    """The name the next generation written to ``index_dir`` gets."""
     numbers = [int(p.name[4:10]) for p in index_dir.glob("gen-*") if p.name[4:10].isdigit()]
     return f"gen-{max(numbers, default=0) + 1:06d}"
 
 
-def _write_json(path: Path, obj) -> None:
+def _write_json(path: Path, obj, indent: int | None = 1) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False, indent=1)
+        # json.dumps, not json.dump: only a one-shot encode without indent runs the C encoder.
+        f.write(json.dumps(obj, ensure_ascii=False, indent=indent))
 
 
 def _fsync_file(path: Path) -> None:
@@ -332,8 +417,9 @@ def _fsync_dir(path: Path) -> None:
         pass  # some filesystems do not allow fsync on directories
 
 
-def _fsync_tree(root: Path) -> None:
-    for p in root.rglob("*"):
+def _fsync_tree(root: Path, files: list[Path] | None = None) -> None:
+    """fsync ``files`` (default: every file under ``root``) and every directory under ``root``."""
+    for p in root.rglob("*") if files is None else files:
         if p.is_file():
             _fsync_file(p)
     for p in [root, *[q for q in root.rglob("*") if q.is_dir()]]:
@@ -412,7 +498,9 @@ def read_manifest(index_dir: Path, gen: Path | None = None) -> tuple[Path, dict]
             raise IndexCorrupt(str(index_dir), f"{name} is missing")
         if p.stat().st_size != size:
             raise IndexCorrupt(str(index_dir), f"{name} is truncated or changed ({p.stat().st_size} bytes, expected {size})")
-    for name in _FILES:
+    segments = manifest.get("segments")
+    required = LEGACY_FILES if segments is None else [file_name(seg, f) for seg in segments for f in SEGMENT_FILES]
+    for name in required:
         if name not in files:
             raise IndexCorrupt(str(index_dir), f"{name} is missing")
     return gen, manifest
@@ -446,7 +534,6 @@ def load(index_dir: str | Path) -> Index:
 
 
 def _load(index_dir: Path, gen: Path) -> Index:
-    import bm25s
     import faiss
 
     gen, manifest = read_manifest(index_dir, gen)
@@ -456,6 +543,110 @@ def _load(index_dir: Path, gen: Path) -> Index:
                                ("splitter", "sentence splitter", SPLITTER_VERSION)):
         if manifest.get(key) != version:
             raise IndexOutdated(where, f"{what} version {manifest.get(key, 'unknown')}", f"version {version}")
+    # One query at a time: OpenMP threads cost more than they save (7.6 ms vs 15-20 ms at 100k x 384).
+    faiss.omp_set_num_threads(1)
+    if "segments" not in manifest:
+        return _load_unsegmented(where, gen, manifest)
+    try:
+        return _load_segments(where, gen, manifest)
+    except IndexCorrupt:
+        raise
+    except (ValueError, OSError, KeyError, TypeError, IndexError) as e:
+        raise IndexCorrupt(where, f"cannot read its data ({type(e).__name__})") from None
+
+
+def _read_faiss(where: str, path: Path):
+    import faiss
+
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError:
+        raise IndexCorrupt(where, f"{path.name} cannot be read") from None
+    if hasattr(index, "nprobe"):
+        index.nprobe = NPROBE
+    return index
+
+
+def _load_segments(where: str, gen: Path, manifest: dict) -> Index:
+    """A generation of segments: its rows put in reading order, each segment's vectors and texts
+    mapped where they lie."""
+    dim = manifest["model"]["dim"]
+    names = list(manifest["segments"])
+    segs = [Segment(gen, name) for name in names]
+    sizes = [int(manifest["segments"][name]["documents"]) for name in names]
+    number = {name: k for k, name in enumerate(names)}
+    entries = manifest["documents"]
+    seg_of = np.fromiter((number[e["segment"]] for e in entries.values()), np.int64, len(entries))
+    at = np.fromiter((int(e["at"]) for e in entries.values()), np.int64, len(entries))
+    n_docs = len(entries)
+    c_lo, c_n, s_lo, s_n = (np.zeros(n_docs, np.int64) for _ in range(4))
+    lines: list[list[str]] = []
+    parts = []
+    for k, seg in enumerate(segs):
+        cb, sb = seg.bounds(sizes[k])
+        vc, vs = seg.chunk_vectors, seg.sentence_vectors
+        if vc.shape != (len(seg.chunks), dim) or vs.shape != (len(seg.sentences), dim) \
+                or (len(seg.chunks) and int(seg.chunks[:, C_SENT_HI].max()) > len(seg.sentences)):
+            raise IndexCorrupt(where, f"segment {seg.name}: its pieces disagree in size")
+        mine = seg_of == k
+        j = at[mine]
+        if len(j) and (j.min() < 0 or j.max() >= sizes[k]):
+            raise IndexCorrupt(where, f"segment {seg.name} does not have the documents the manifest names")
+        c_lo[mine], c_n[mine] = cb[j], cb[j + 1] - cb[j]
+        s_lo[mine], s_n[mine] = sb[j], sb[j + 1] - sb[j]
+        lines.append(seg.lines())
+        offsets = np.load(seg.path("text_offsets.npy"), allow_pickle=False)
+        if len(lines[-1]) != sizes[k] or offsets.shape != (sizes[k] + 1,) or int(offsets[-1]) != seg.path("texts.bin").stat().st_size:
+            raise IndexCorrupt(where, f"segment {seg.name}: texts.bin, its offsets and docs.jsonl disagree")
+        parts.append((_map(seg.path("texts.bin")), offsets))
+    c_base = np.concatenate([[0], np.cumsum([len(seg.chunks) for seg in segs])]).astype(np.int64)
+    s_base = np.concatenate([[0], np.cumsum([len(seg.sentences) for seg in segs])]).astype(np.int64)
+    # Row r of the generation is row physical[r] of the segments' rows put end to end.
+    first_c = np.concatenate([[0], np.cumsum(c_n)]).astype(np.int64)
+    first_s = np.concatenate([[0], np.cumsum(s_n)]).astype(np.int64)
+    n, m = int(first_c[-1]), int(first_s[-1])
+    phys_c = np.repeat(c_base[seg_of] + c_lo - first_c[:-1], c_n) + np.arange(n, dtype=np.int64)
+    phys_s = np.repeat(s_base[seg_of] + s_lo - first_s[:-1], s_n) + np.arange(m, dtype=np.int64)
+    empty_c, empty_s = np.zeros((0, 6), np.int64), np.zeros((0, 4), np.int64)
+    chunks = np.concatenate([np.asarray(seg.chunks, np.int64) for seg in segs] or [empty_c])[phys_c]
+    sentences = np.concatenate([np.asarray(seg.sentences, np.int64) for seg in segs] or [empty_s])[phys_s]
+    chunks[:, C_DOC] = np.repeat(np.arange(n_docs), c_n)
+    shift = np.repeat(first_s[:-1] - s_lo, c_n)  # a segment's sentence rows -> the generation's
+    chunks[:, C_SENT_LO] += shift
+    chunks[:, C_SENT_HI] += shift
+    sentences[:, S_DOC] = np.repeat(np.arange(n_docs), s_n)
+    row_of = np.full(int(c_base[-1]), -1, np.int64)
+    row_of[phys_c] = np.arange(n)
+    dense = Dense([(_read_faiss(where, seg.path("dense.faiss")), row_of[c_base[k]:c_base[k + 1]]) for k, seg in enumerate(segs)])
+    sparse_parts = []
+    for k, (seg, (index, _, _)) in enumerate(zip(segs, dense._parts)):
+        if index.ntotal != len(seg.chunks) or index.d != dim:
+            raise IndexCorrupt(where, f"segment {seg.name}: dense.faiss disagrees with its vectors")
+        vocab = tuple(json.loads(seg.path("terms.json").read_text(encoding="utf-8")))
+        ptr = np.load(seg.path("term_ptr.npy"), allow_pickle=False)
+        rows = np.load(seg.path("term_rows.npy"), allow_pickle=False, mmap_mode="r")
+        tf = np.load(seg.path("term_tf.npy"), allow_pickle=False, mmap_mode="r")
+        if ptr.shape != (len(vocab) + 1,) or int(ptr[-1]) != len(rows) or len(tf) != len(rows) \
+                or (len(rows) and int(np.max(rows)) >= len(seg.chunks)):
+            raise IndexCorrupt(where, f"segment {seg.name}: its BM25 terms disagree with its passages")
+        sparse_parts.append((vocab, ptr, np.asarray(rows), np.asarray(tf), row_of[c_base[k]:c_base[k + 1]]))
+    records = [json.loads(lines[k][j]) for k, j in zip(seg_of.tolist(), at.tolist())]
+    if [r["doc_id"] for r in records] != list(entries) or n_docs != manifest["counts"]["documents"]:
+        raise IndexCorrupt(where, "its documents disagree with its manifest")
+    docs = [_doc_from_record(r) for r in records]
+    texts = Texts(parts=parts, where=(seg_of, at))
+    # One segment holding every row in order (a fresh build's) needs no gathering: its maps serve as they are.
+    whole = len(segs) == 1 and np.array_equal(phys_c, np.arange(n)) and np.array_equal(phys_s, np.arange(m))
+    chunk_vectors = segs[0].chunk_vectors if whole else Rows([seg.chunk_vectors for seg in segs], c_base, phys_c, dim)
+    sentence_vectors = segs[0].sentence_vectors if whole else Rows([seg.sentence_vectors for seg in segs], s_base, phys_s, dim)
+    return Index(gen, manifest, docs, chunks, sentences, chunk_vectors, sentence_vectors, dense, Bm25(sparse_parts, n),
+                 texts, [int(r["chars"]) for r in records])
+
+
+def _load_unsegmented(where: str, gen: Path, manifest: dict) -> Index:
+    """A generation from before segments: every file its own."""
+    import bm25s
+
     try:
         docs, texts, chars = read_documents(gen)
         chunks = np.load(gen / "chunks.npy", allow_pickle=False)
@@ -464,14 +655,7 @@ def _load(index_dir: Path, gen: Path) -> Index:
         sentence_vectors = np.load(gen / "sentence_vectors.npy", allow_pickle=False, mmap_mode="r")
     except (ValueError, OSError, KeyError, TypeError) as e:
         raise IndexCorrupt(where, f"cannot read its data ({type(e).__name__})") from None
-    try:
-        faiss_index = faiss.read_index(str(gen / "dense.faiss"))
-    except RuntimeError:
-        raise IndexCorrupt(where, "dense.faiss cannot be read") from None
-    if hasattr(faiss_index, "nprobe"):
-        faiss_index.nprobe = NPROBE
-    # One query at a time: OpenMP threads cost more than they save (7.6 ms vs 15-20 ms at 100k x 384).
-    faiss.omp_set_num_threads(1)
+    faiss_index = _read_faiss(where, gen / "dense.faiss")
     try:
         bm25 = bm25s.BM25.load(str(gen / "bm25"), allow_pickle=False, mmap=False, show_progress=False)
     except Exception:
@@ -486,7 +670,8 @@ def _load(index_dir: Path, gen: Path) -> Index:
     )
     if not consistent:
         raise IndexCorrupt(where, "its pieces disagree in size")
-    return Index(gen, manifest, docs, chunks, sentences, chunk_vectors, sentence_vectors, faiss_index, bm25, texts, chars)
+    return Index(gen, manifest, docs, chunks, sentences, chunk_vectors, sentence_vectors, Dense([(faiss_index, None)]),
+                 LegacyBm25(bm25, n), texts, chars)
 
 
 def read_documents(gen: Path) -> tuple[list[Document], Texts, list[int]]:

@@ -73,23 +73,21 @@ class LocalStore:
         return self.index.idf(term)
 
     def knows(self, term: str) -> bool:
-        return term in self.index.bm25.vocab_dict
+        return self.index.sparse.knows(term)
 
     def dense(self, vector: np.ndarray, k: int) -> Ranked:
         k = min(k, len(self.index))
         if k <= 0:
             return []
-        scores, rows = self.index.faiss.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), min(k + 16, len(self.index)))
         # Ties in reading order (rows are by document, then position), as every store breaks them.
-        found = sorted(((int(r), float(v)) for r, v in zip(rows[0], scores[0]) if r >= 0), key=lambda x: (-x[1], x[0]))
-        return found[:k]
+        return self.index.dense.search(vector, k)
 
     def sparse(self, terms: Sequence[str], k: int) -> Ranked:
-        known = [t for t in terms if t in self.index.bm25.vocab_dict]
+        known = [t for t in terms if self.index.sparse.knows(t)]
         k = min(k, len(self.index))
         if not known or k <= 0:
             return []
-        scores = self.index.bm25.get_scores(known)
+        scores = self.index.sparse.scores(known)
         top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
         top = top[np.lexsort((top, -scores[top]))]  # by score, ties by id for determinism
         return [(int(r), float(scores[r])) for r in top if scores[r] > 0]

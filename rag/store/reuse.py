@@ -2,14 +2,16 @@
 BM25 counts of documents split before, so adding one article costs that article."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from rag.errors import IndexCorrupt, IndexNotFound
-from rag.store.generations import C_DOC, C_SENT_HI, C_SENT_LO, S_DOC, read_documents, read_manifest
-from rag.store.sparse import TERM_COUNTS, Postings, stored_terms
+from rag.store.generations import C_DOC, C_SENT_HI, C_SENT_LO, S_DOC
+from rag.store.segments import Segment
+from rag.store.sparse import Postings
+from rag.types import Document
 
 
 def same_files(manifest: dict, fingerprint: str | None) -> bool:
@@ -19,45 +21,180 @@ def same_files(manifest: dict, fingerprint: str | None) -> bool:
     return not (recorded and fingerprint and recorded != fingerprint)
 
 
-def previous_vectors(index_dir: Path, model_id: str, fingerprint: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """embed key -> (chunk vectors, sentence vectors) of each document in the current generation, if
-    it was built by the same model (and, when both are known, the same model files: ``fingerprint``);
-    {} when there is nothing reusable.
+class Live:
+    """The live generation as the next build sees it: its documents by id, where each lies, and what
+    of theirs (rows, terms, vectors, texts) can be taken over. Reads segment files only on demand."""
 
-    The key hashes exactly the texts that were embedded for the document (passages with their title
-    or heading, then sentences), so vectors are reused only where they would come out the same: a
-    file renamed from .txt to .md, parsed differently, or cut differently, is embedded again.
-    """
-    try:
-        gen, manifest = read_manifest(index_dir)
-    except (IndexNotFound, IndexCorrupt):
-        return {}
-    if manifest["model"]["id"] != model_id or not same_files(manifest, fingerprint):
-        return {}
-    try:
-        keys = [d.get("embedded") for d in manifest["documents"].values()]  # in row order
-        chunks = np.load(gen / "chunks.npy", allow_pickle=False)
-        sentences = np.load(gen / "sentences.npy", allow_pickle=False)
-        cv = np.asarray(np.load(gen / "chunk_vectors.npy", allow_pickle=False, mmap_mode="r"))
-        sv = np.asarray(np.load(gen / "sentence_vectors.npy", allow_pickle=False, mmap_mode="r"))
-    except (ValueError, OSError, KeyError, TypeError, AttributeError):
-        return {}
-    # Rows are written document by document, so each document's rows are one contiguous slice.
-    n = len(keys)
-    c_bounds = np.searchsorted(chunks[:, C_DOC], np.arange(n + 1)) if len(chunks) else np.zeros(n + 1, int)
-    s_bounds = np.searchsorted(sentences[:, S_DOC], np.arange(n + 1)) if len(sentences) else np.zeros(n + 1, int)
-    # Views of the mapped files, not copies: the build copies what it keeps once, into the new arrays
-    # (at 384 dimensions a 50 MB library holds over a gigabyte of vectors).
-    return {key: (cv[c_bounds[i]:c_bounds[i + 1]], sv[s_bounds[i]:s_bounds[i + 1]])
-            for i, key in enumerate(keys) if key}
+    def __init__(self, gen: Path, manifest: dict):
+        self.gen, self.manifest = gen, manifest
+        self.entries: dict = dict(manifest["documents"])  # doc_id -> manifest entry, in row order
+        self.segmented = "segments" in manifest
+        self._segments: dict[str, Segment] = {}
+        self._place = None if self.segmented else {d: i for i, d in enumerate(self.entries)}
+        self._texts: dict[str, tuple] = {}
+        self.stubs: dict[str, Document] = {}  # the documents known() gave without their text
+
+    @classmethod
+    def of(cls, gen: Path, manifest: dict) -> "Live | None":
+        """The generation ``gen`` whose manifest (see read_manifest) is ``manifest``; None if unusable."""
+        try:
+            return cls(gen, manifest)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def segment(self, name: str) -> Segment:
+        if name not in self._segments:
+            self._segments[name] = Segment(self.gen, name)
+        return self._segments[name]
+
+    def where(self, doc_id: str) -> tuple[str, int]:
+        """(segment, place there) of a document the generation holds."""
+        if self._place is not None:
+            return "", self._place[doc_id]
+        e = self.entries[doc_id]
+        return e["segment"], int(e["at"])
+
+    def size(self, segment: str) -> int:
+        """Number of documents segment ``segment`` holds (in this generation or not)."""
+        return len(self.entries) if not self.segmented else int(self.manifest["segments"][segment]["documents"])
+
+    def bounds(self, doc_id: str) -> tuple[Segment, int, int, int, int]:
+        """(segment, first chunk row, end, first sentence row, end) of a document, within its segment."""
+        name, j = self.where(doc_id)
+        seg = self.segment(name)
+        cb, sb = seg.bounds(self.size(name))
+        return seg, int(cb[j]), int(cb[j + 1]), int(sb[j]), int(sb[j + 1])
+
+    def document(self, doc_id: str) -> Document:
+        """The document, with its text, as the generation holds it.
+
+        Raises:
+            ValueError, OSError, KeyError, TypeError: unreadable files.
+        """
+        from rag.store.generations import TEXT_OFFSETS, TEXTS, _doc_from_record, _map
+
+        name, j = self.where(doc_id)
+        seg = self.segment(name)
+        record = json.loads(seg.lines()[j])
+        if name not in self._texts:
+            path = seg.path(TEXTS)
+            self._texts[name] = (_map(path), np.load(seg.path(TEXT_OFFSETS), allow_pickle=False)) if path.is_file() else None
+        held = self._texts[name]
+        if held is None:  # a generation from before texts.bin: the text is in the record
+            text = record["text"]
+        else:
+            mapped, offsets = held
+            text = mapped[int(offsets[j]):int(offsets[j + 1])].decode("utf-8", "surrogatepass")
+        return replace(_doc_from_record(record), text=text)
+
+    def known(self, stubs: bool):
+        """``known`` for rag.ingest.ingest: for a file that has not changed since it was read (same
+        path, size and mtime, same reader version; see FileStat), the document the generation holds,
+        else None. With ``stubs``, a document without text or blocks, recorded in ``self.stubs``:
+        the build takes it over from its segment without reading it."""
+        from rag.ingest import FileStat
+
+        def known(doc_id: str, path: Path, now: FileStat) -> Document | None:
+            entry = self.entries.get(doc_id) or {}
+            try:
+                before = FileStat(*entry["file"])
+            except (KeyError, TypeError):
+                return None
+            if entry.get("path") != str(path) or not before.unchanged(now):
+                return None
+            if stubs:
+                doc = Document(doc_id=doc_id, text="", sha256=entry["sha256"], path=entry["path"])
+                self.stubs[doc_id] = doc
+                return doc
+            try:
+                return self.document(doc_id)
+            except (ValueError, OSError, KeyError, TypeError, IndexError):
+                return None
+
+        return known
+
+    def vectors(self, model_id: str, fingerprint: str | None = None) -> "Vectors | dict":
+        """embed key -> (chunk vectors, sentence vectors) of the generation's documents, if it was
+        built by the same model (and, when both are known, the same model files: ``fingerprint``);
+        {} when there is nothing reusable.
+
+        The key hashes exactly the texts that were embedded for the document (passages with their
+        title or heading, then sentences), so vectors are reused only where they would come out the
+        same: a file renamed from .txt to .md, parsed differently, or cut differently, is embedded again.
+        """
+        if self.manifest["model"]["id"] != model_id or not same_files(self.manifest, fingerprint):
+            return {}
+        return Vectors(self)
+
+    def splits(self, numbered: list[str]) -> "Previous":
+        """Each document's sentence and chunk rows, by the split key the build that wrote it
+        recorded; and the BM25 term counts of the chunks of segments ``numbered``, whose chunks are
+        numbered one segment after the other (the documents of other segments offer rows only).
+        Generations written before split keys existed offer nothing: their documents are split again.
+        """
+        keys = {e.get("split"): d for d, e in self.entries.items() if e.get("split")}
+        if not keys:
+            return NOTHING_PREVIOUS
+        base, terms, n = {}, [], 0
+        try:
+            for name in numbered:
+                base[name] = n
+                t = self.segment(name).terms()
+                terms.append(None if t is None else Postings(t.vocab, t.term, (t.passage + n).astype(np.int32), t.tf))
+                n += len(self.segment(name).chunks)
+        except (ValueError, OSError, KeyError, TypeError):
+            return NOTHING_PREVIOUS
+        together = None
+        if terms and all(t is not None for t in terms):
+            together = terms[0]
+            for t in terms[1:]:
+                together = together + t
+        return Previous(_Rows(self, keys, base), together, n)
+
+
+class Vectors:
+    """embed key -> (chunk vectors, sentence vectors): views of the live generation's mapped files."""
+
+    def __init__(self, live: Live):
+        self._live = live
+        self._docs = {e.get("embedded"): d for d, e in live.entries.items() if e.get("embedded")}
+
+    def get(self, key: str):
+        doc_id = self._docs.get(key)
+        if doc_id is None:
+            return None
+        try:
+            seg, c0, c1, s0, s1 = self._live.bounds(doc_id)
+            return seg.chunk_vectors[c0:c1], seg.sentence_vectors[s0:s1]
+        except (ValueError, OSError, KeyError, TypeError, IndexError):
+            return None
+
+
+class _Rows:
+    """split key -> DocRows, made when asked."""
+
+    def __init__(self, live: Live, keys: dict[str, str], base: dict[str, int]):
+        self._live, self._keys, self._base = live, keys, base
+
+    def get(self, key: str) -> "DocRows | None":
+        doc_id = self._keys.get(key)
+        if doc_id is None:
+            return None
+        try:
+            seg, c0, c1, s0, s1 = self._live.bounds(doc_id)
+            chunks, sentences = seg.chunks[c0:c1], seg.sentences[s0:s1]
+        except (ValueError, OSError, KeyError, TypeError, IndexError):
+            return None
+        lo = self._base[seg.name] + c0 if seg.name in self._base else None
+        return DocRows(lo, s0, chunks, sentences, self._live.entries[doc_id].get("embedded"))
 
 
 @dataclass(frozen=True)
 class DocRows:
     """One document's rows in the live generation (views of its memory-mapped arrays)."""
 
-    chunk_lo: int  # its first chunk row there
-    sentence_lo: int  # its first sentence row there
+    chunk_lo: int | None  # its first chunk row in the numbering of Previous.terms; None: not numbered
+    sentence_lo: int  # its first sentence row in its segment
     chunks: np.ndarray
     sentences: np.ndarray
     embedded: str | None  # its embed key there
@@ -74,77 +211,11 @@ class DocRows:
 
 @dataclass(frozen=True)
 class Previous:
-    """What the live generation offers the next build; see previous_splits."""
+    """What the live generation offers the next build; see Live.splits."""
 
-    rows: dict[str, DocRows]  # split key -> the rows of the document that had it
-    terms: Postings | None  # BM25 counts of its chunks; None when it did not store them
-    chunks: int  # its number of chunks
+    rows: object  # split key -> the DocRows of the document that had it (.get)
+    terms: Postings | None  # BM25 counts of the numbered chunks; None when they are not all stored
+    chunks: int  # the number of numbered chunks
 
 
 NOTHING_PREVIOUS = Previous({}, None, 0)
-
-
-def previous_splits(index_dir: Path) -> Previous:
-    """Each document's sentence and chunk rows in the live generation, by the split key the build
-    that wrote it recorded, and the BM25 term counts of those chunks; nothing when there is no
-    usable generation. Generations written before split keys existed offer nothing: their
-    documents are split again.
-    """
-    try:
-        gen, manifest = read_manifest(index_dir)
-        entries = list(manifest["documents"].values())  # in row order
-        keys = [e.get("split") for e in entries]
-        if not any(keys):
-            return NOTHING_PREVIOUS
-        # Mapped, as plain arrays: slicing an np.memmap costs a Python call per slice.
-        chunks = np.asarray(np.load(gen / "chunks.npy", allow_pickle=False, mmap_mode="r"))
-        sentences = np.asarray(np.load(gen / "sentences.npy", allow_pickle=False, mmap_mode="r"))
-    except (IndexNotFound, IndexCorrupt, ValueError, OSError, KeyError, TypeError, AttributeError):
-        return NOTHING_PREVIOUS
-    n = len(keys)
-    if chunks.ndim != 2 or chunks.shape[1] != 6 or sentences.ndim != 2 or sentences.shape[1] != 4:
-        return NOTHING_PREVIOUS
-    # Rows are written document by document, so each document's rows are one contiguous slice.
-    c_bounds = np.searchsorted(chunks[:, C_DOC], np.arange(n + 1)).tolist()
-    s_bounds = np.searchsorted(sentences[:, S_DOC], np.arange(n + 1)).tolist()
-    if c_bounds[-1] != len(chunks) or s_bounds[-1] != len(sentences):
-        return NOTHING_PREVIOUS
-    rows = {key: DocRows(c_bounds[i], s_bounds[i], chunks[c_bounds[i]:c_bounds[i + 1]],
-                         sentences[s_bounds[i]:s_bounds[i + 1]], entries[i].get("embedded"))
-            for i, key in enumerate(keys) if key}
-    return Previous(rows, stored_terms(gen, len(chunks)), len(chunks))
-
-
-def known_files(index_dir: Path):
-    """``known`` for rag.ingest.ingest: the document the live generation holds for a file that has
-    not changed since it was read (same path, size and mtime, same reader version; see FileStat),
-    else None. The generation's documents are read on the first question, not before."""
-    from rag.ingest import FileStat
-    from rag.types import Document
-
-    try:
-        gen, manifest = read_manifest(index_dir)
-        entries = dict(manifest["documents"])
-    except (IndexNotFound, IndexCorrupt, KeyError, TypeError):
-        return None
-    loaded: list = []
-
-    def known(doc_id: str, path: Path, now: FileStat) -> Document | None:
-        entry = entries.get(doc_id) or {}
-        try:
-            before = FileStat(*entry["file"])
-        except (KeyError, TypeError):
-            return None
-        if entry.get("path") != str(path) or not before.unchanged(now):
-            return None
-        if not loaded:
-            try:
-                docs, texts, _ = read_documents(gen)
-            except (ValueError, OSError, KeyError, TypeError):
-                docs, texts = [], None
-            loaded.append(({d.doc_id: i for i, d in enumerate(docs)}, docs, texts))
-        position, docs, texts = loaded[0]
-        i = position.get(doc_id)
-        return None if i is None else replace(docs[i], text=texts[i])
-
-    return known

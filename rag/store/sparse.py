@@ -1,7 +1,6 @@
-"""BM25 over passages: the term counts a build keeps (Postings) and the bm25s index made from them.
-
-The index is computed here with numpy, bit-identical to ``bm25s.BM25.index`` (tested), so a build can
-add and drop passages' counts instead of tokenizing the whole library again.
+"""BM25 over passages: the term counts a build keeps (Postings), and the scores computed from them
+when a question is asked (Bm25), bit-identical to those of ``bm25s.BM25.index`` (tested), so a build
+adds and drops passages' counts instead of tokenizing, or scoring, the whole library again.
 """
 from __future__ import annotations
 
@@ -24,9 +23,8 @@ class Postings:
     """BM25 term counts of passages: passage ``passage[k]`` holds term ``vocab[term[k]]`` ``tf[k]`` times.
 
     ``vocab`` is sorted and holds only terms some entry has; there is one entry per (term, passage)
-    pair, sorted by term then passage: the order of the BM25 matrix. A generation stores ``tf``
-    beside that matrix (term_counts.npy), so the next build takes over the counts of unchanged
-    passages instead of tokenizing them again.
+    pair, sorted by term then passage. A segment stores them (rag.store.segments), so a build that
+    writes a document's passages again takes over their counts instead of tokenizing them again.
     """
 
     vocab: tuple[str, ...]
@@ -105,48 +103,9 @@ def _keys(term: np.ndarray, passage: np.ndarray) -> np.ndarray:
 NO_POSTINGS = Postings((), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32))
 
 
-def bm25_index(terms: Postings, passages: int):
-    """(bm25s.BM25 over ``passages`` passages with these terms, the term counts in the order of its
-    matrix). The scores are those bm25s.BM25().index(tokens) computes, bit for bit, by the same
-    float operations in the same order, but over whole arrays: its loop over every term of every
-    passage cost 1.3 s per 10 MB of text at each build."""
-    import bm25s
-
-    bm25 = bm25s.BM25()
-    if bm25.method != "lucene" or bm25.idf_method not in (None, "lucene"):
-        raise RuntimeError(f"bm25_index computes BM25 'lucene', not {bm25.method!r}")
-    if passages == 0:  # bm25s cannot index nothing: one passage with the "" term stands in
-        terms, passages = Postings.of([[]], [0]), 1
-    vocab, term = terms.vocab, terms.term
-    if "" not in vocab:  # bm25s always has "" in its vocabulary; it sorts first
-        vocab, term = ("", *vocab), term + 1
-    passage, tf = terms.passage, terms.tf.astype(np.float64)
-    lengths = np.bincount(passage, weights=tf, minlength=passages).astype(np.int64)
-    mean_length = lengths.mean()  # bm25s: np.array([len(tokens) for tokens in corpus]).mean()
-    df = np.bincount(term, minlength=len(vocab))
-    # idf with math.log on Python numbers as bm25s does (numpy's log may round differently).
-    values, where = np.unique(df, return_inverse=True)
-    idf = np.array([math.log(1 + (passages - d + 0.5) / (d + 0.5)) if d else 0.0 for d in values.tolist()],
-                   np.float32)[where.reshape(-1)]
-    k1, b = bm25.k1, bm25.b
-    norm = k1 * ((1 - b) + b * lengths.astype(np.float64) / mean_length)
-    # idf * tf / (norm + tf) in float64, as bm25s, in place: a 50 MB library has ~10 million entries.
-    score = norm[passage]
-    score += tf
-    np.divide(tf, score, out=score)
-    score *= idf[term]
-    indptr = np.zeros(len(vocab) + 1, np.int64)
-    np.cumsum(df, out=indptr[1:])
-    bm25.scores = {"data": score.astype(np.float32), "indices": passage.astype(np.int32, copy=False), "indptr": indptr,
-                   "num_docs": passages}
-    bm25.vocab_dict = {w: i for i, w in enumerate(vocab)}
-    bm25.unique_token_ids_set = set(bm25.vocab_dict.values())
-    bm25.nonoccurrence_array = None
-    return bm25, terms.tf.astype(np.int32, copy=False)
-
-
 def stored_terms(gen: Path, passages: int) -> Postings | None:
-    """The Postings a generation's bm25/ and term_counts.npy hold, or None when it has no term counts."""
+    """The Postings the bm25/ and term_counts.npy of a generation from before segments hold, or None
+    when it has no term counts."""
     import bm25s
 
     if passages == 0 or not (gen / TERM_COUNTS).is_file():
@@ -159,10 +118,116 @@ def stored_terms(gen: Path, passages: int) -> Postings | None:
     vocab = tuple(bm25.vocab_dict)
     indptr = np.asarray(bm25.scores["indptr"], dtype=np.int64)
     passage = np.asarray(bm25.scores["indices"])
-    # Written by bm25_index: ids are the positions of the sorted vocabulary, one column each.
+    # Written by the bm25_index of that version: ids are the positions of the sorted vocabulary, one column each.
     if list(bm25.vocab_dict.values()) != list(range(len(vocab))) or any(a >= b for a, b in zip(vocab, vocab[1:])) \
             or len(indptr) != len(vocab) + 1 or int(indptr[-1]) != len(counts) or len(passage) != len(counts) \
             or bm25.scores["num_docs"] != passages or (len(passage) and int(passage.max()) >= passages):
         return None
     term = np.repeat(np.arange(len(vocab), dtype=np.int32), np.diff(indptr))
     return Postings(vocab, term, passage.astype(np.int32), np.asarray(counts, dtype=np.int32))
+
+
+class Bm25:
+    """BM25 (Lucene, as bm25s scores it) over the chunks of a generation's segments, computed at
+    question time from their term counts: the counts of a segment never change, while N, the mean
+    passage length and each term's document frequency (which every score depends on) change with
+    every document added. The scores equal, bit for bit, those of a bm25s index of the same
+    passages: the same float operations in the same order (tested)."""
+
+    def __init__(self, parts: list[tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]], passages: int):
+        """``parts``: per segment, its vocabulary, term bounds, chunk rows and counts (see
+        rag.store.segments: terms.json, term_ptr, term_rows, term_tf), and its chunk rows' rows in
+        the generation (-1: not in it)."""
+        import bm25s
+
+        defaults = bm25s.BM25()
+        if defaults.method != "lucene" or defaults.idf_method not in (None, "lucene"):
+            raise RuntimeError(f"Bm25 computes BM25 'lucene', not {defaults.method!r}")
+        k1, b = defaults.k1, defaults.b
+        self.passages = passages
+        self._parts = []
+        total, counted = 0, []
+        for vocab, ptr, passage, tf, rows in parts:
+            live = rows >= 0
+            # Each passage's length (its number of terms), as bm25s counts it.
+            lengths = np.bincount(passage, weights=tf, minlength=len(rows)).astype(np.int64)
+            total += int(lengths[live].sum())
+            # Per term, how many passages of this generation hold it: a cumulative count of live
+            # entries, read at each term's bounds (np.add.reduceat mishandles empty runs).
+            seen = np.zeros(len(passage) + 1, np.int64)
+            np.cumsum(live[passage], out=seen[1:])
+            counted.append((vocab, ptr, passage, tf, rows, lengths, seen[ptr[1:]] - seen[ptr[:-1]]))
+        # bm25s: np.array(lengths).mean(); an int64 sum is exact, so this is the same division.
+        mean = total / passages if passages else 1.0
+        for vocab, ptr, passage, tf, rows, lengths, df in counted:
+            norm = k1 * ((1 - b) + b * lengths.astype(np.float64) / mean)
+            self._parts.append(((passage, tf), {w: i for i, w in enumerate(vocab)}, rows, norm, ptr, df))
+        self._df: dict[str, int] = {}
+
+    def df(self, term: str) -> int:
+        """How many passages hold ``term``."""
+        got = self._df.get(term)
+        if got is None:
+            got = sum(int(df[ids[term]]) for _, ids, _, _, _, df in self._parts if term in ids)
+            self._df[term] = got
+        return got
+
+    def knows(self, term: str) -> bool:
+        return self.df(term) > 0
+
+    def vocabulary(self) -> list[str]:
+        """Every term some passage holds, sorted."""
+        return sorted({w for _, ids, _, _, _, df in self._parts for w, i in ids.items() if df[i]})
+
+    def idf(self, term: str) -> float:
+        """BM25 (Lucene) idf; a term no passage has gets the highest."""
+        df, n = float(self.df(term)), self.passages
+        return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+
+    def scores(self, terms: Sequence[str]) -> np.ndarray:
+        """float32 score of every passage for ``terms`` (known ones; a repeated term counts again)."""
+        out = np.zeros(self.passages, np.float32)
+        n = self.passages
+        for term in terms:
+            d = self.df(term)
+            if not d:
+                continue
+            # As bm25s: idf with math.log on Python numbers, kept as float32.
+            idf = np.float32(math.log(1 + (n - d + 0.5) / (d + 0.5)))
+            for t, ids, rows, norm, ptr, _ in self._parts:
+                i = ids.get(term)
+                if i is None:
+                    continue
+                p = t[0][ptr[i]:ptr[i + 1]]
+                r = rows[p]
+                keep = r >= 0
+                p, r = p[keep], r[keep]
+                tf = t[1][ptr[i]:ptr[i + 1]][keep].astype(np.float64)
+                score = norm[p] + tf  # idf * tf / (norm + tf) in float64, in bm25s's order
+                np.divide(tf, score, out=score)
+                score *= np.float64(idf)
+                out[r] += score.astype(np.float32)  # each row once per term: as bm25s adds a column
+        return out
+
+
+class LegacyBm25:
+    """The bm25s index a generation from before segments holds (bm25/), with Bm25's methods."""
+
+    def __init__(self, bm25, passages: int):
+        self.bm25, self.passages = bm25, passages
+        self._df = np.diff(np.asarray(bm25.scores["indptr"]))
+
+    def knows(self, term: str) -> bool:
+        return term in self.bm25.vocab_dict
+
+    def vocabulary(self) -> list[str]:
+        return sorted(w for w, i in self.bm25.vocab_dict.items() if self._df[i])
+
+    def idf(self, term: str) -> float:
+        tid = self.bm25.vocab_dict.get(term)
+        df, n = (0.0 if tid is None else float(self._df[tid])), self.passages
+        return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+
+    def scores(self, terms: Sequence[str]) -> np.ndarray:
+        known = [t for t in terms if t in self.bm25.vocab_dict]
+        return self.bm25.get_scores(known) if known else np.zeros(self.passages, np.float32)
