@@ -301,13 +301,13 @@ def test_an_index_written_before_these_fields_still_loads(tmp_path):
     e = KeywordEmbedder()
     build([MINI], tmp_path / "idx", embedder=e)
     gen = storage.current_generation(tmp_path / "idx")
-    docs = gen / "docs.jsonl"
+    [docs] = gen.glob("*docs.jsonl")  # the one segment's
     records = [json.loads(line) for line in docs.read_text(encoding="utf-8").splitlines()]
     old = "".join(json.dumps({k: v for k, v in r.items() if k not in ("url", "author", "site", "pages")},
                              ensure_ascii=False) + "\n" for r in records)
     docs.write_text(old, encoding="utf-8")
     manifest = json.loads((gen / "manifest.json").read_text())
-    manifest["files"]["docs.jsonl"] = docs.stat().st_size
+    manifest["files"][docs.name] = docs.stat().st_size
     (gen / "manifest.json").write_text(json.dumps(manifest))
     doc = storage.load(tmp_path / "idx").document("alpha.txt")
     assert (doc.url, doc.pages, doc.page_of(5)) == (None, (), None)
