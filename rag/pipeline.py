@@ -24,7 +24,7 @@ from rag.store import excluded as removals
 from rag.store import lock, reuse, sparse
 from rag.answer import Answerer, AnswerModel, ExtractiveAnswerer
 from rag.config import ChunkSettings, Settings, default_cache_dir, default_index_dir, whole_number
-from rag.embed import Embedder, SentenceTransformerEmbedder, default_embedder, indexing_embedder
+from rag.embed import Embedder, OnnxEmbedder, SentenceTransformerEmbedder, default_embedder, indexing_embedder
 from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments, RagError
 from rag.ingest import READERS, SUFFIXES, Unreadable, ingest  # noqa: F401 (Unreadable: for read_article's callers)
 from rag.retrieve import HybridRetriever, Retriever
@@ -580,6 +580,16 @@ class Assistant:
         return Answer(question=question, text=answer.text, abstained=answer.abstained, citations=answer.citations,
                       hits=tuple(hits[:k]), timings_ms=timings, searched=query, confidence=answer.confidence,
                       notice=notice, outcome=answer.outcome)
+
+
+def serving_embedder(embedder: Embedder) -> Embedder:
+    """The query encoder for a server in place of ``embedder`` (the one Assistant.load chose): an ONNX
+    encoder of one thread (same model file, same vectors), so a server answers several questions at
+    once, one per core, instead of splitting each across both cores, which stall whenever another
+    process holds one (README, Performance). Any other embedder is returned as it is."""
+    if type(embedder) is not OnnxEmbedder or embedder.threads:
+        return embedder
+    return OnnxEmbedder(embedder.onnx_path, threads=1, fingerprint=embedder.fingerprint)
 
 
 def clean_question(question: str) -> str:

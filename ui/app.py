@@ -167,17 +167,14 @@ def open_backend(index_dir: str | Path, embedder=None, library_dir: str | Path |
 
 
 def _questions_on_one_thread(holder: Holder) -> None:
-    """Give ``holder`` an ONNX query encoder of one thread in place of the one Assistant.load chose (same
-    model file, same vectors): a server answers several questions at once, one per core, instead of
-    splitting each across both cores, which stall whenever another process holds one (README,
-    Performance). Any other embedder is kept."""
-    from rag.embed import OnnxEmbedder
+    """Give ``holder`` the query encoder a server wants (rag.pipeline.serving_embedder): one thread per
+    question, so several questions are answered at once."""
+    from rag.pipeline import serving_embedder
 
     chosen = holder.embedder
-    if type(chosen) is not OnnxEmbedder or chosen.threads:
-        return
-    holder.embedder = OnnxEmbedder(chosen.onnx_path, threads=1, fingerprint=chosen.fingerprint)
-    holder.reload()
+    holder.embedder = serving_embedder(chosen)
+    if holder.embedder is not chosen:
+        holder.reload()
 
 
 def build_app(index_dir: str | Path, embedder=None, library_dir: str | Path | None = None, model=None,
