@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import re
 import threading
 import time
@@ -24,7 +25,7 @@ from rag.store import excluded as removals
 from rag.store import lock, reuse, sparse
 from rag.answer import Answerer, AnswerModel, ExtractiveAnswerer
 from rag.config import ChunkSettings, Settings, default_cache_dir, default_index_dir, whole_number
-from rag.embed import Embedder, OnnxEmbedder, SentenceTransformerEmbedder, default_embedder, indexing_embedder
+from rag.embed import Embedder, OnnxEmbedder, SentenceTransformerEmbedder, cpu_threads, default_embedder, indexing_embedder
 from rag.errors import DuplicateDocumentId, EmbedderMismatch, EmptyQuestion, NoDocuments, RagError
 from rag.ingest import READERS, SUFFIXES, Unreadable, ingest  # noqa: F401 (Unreadable: for read_article's callers)
 from rag.retrieve import HybridRetriever, Retriever
@@ -373,19 +374,20 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
     sent_vecs: list[np.ndarray | None] = []
     to_embed: list[str] = []
     keys: list[str] = []
-    split_keys: list[str] = []
     pending: list[tuple[str, int, int]] = []  # ("c"|"s", list position, count)
     n_chunks = n_sents = 0
+    # Splitting (pysbd) is most of a build's time outside embedding: a document whose inputs are the
+    # same keeps its rows, terms and embed key from the live generation; the others are split here,
+    # on every CPU when there are enough of them.
+    split_keys = [split_key(doc, cs) for doc in docs]
+    splits = _split_all([doc for doc, key in zip(docs, split_keys) if previous.rows.get(key) is None], cs)
     for d_i, doc in enumerate(docs):
-        split_keys.append(split_key(doc, cs))
-        # Splitting (pysbd) is most of a build's time: a document whose inputs are the same keeps its
-        # rows, terms and embed key from the live generation.
-        old = previous.rows.get(split_keys[-1])
-        chunk_rows, sent_rows = old.placed(d_i, n_sents) if old is not None else _split_rows(doc, d_i, n_sents, cs)
+        old = previous.rows.get(split_keys[d_i])
+        chunk_rows, sent_rows = old.placed(d_i, n_sents) if old is not None else _split_rows(splits[id(doc)], d_i, n_sents)
         texts: list[str] | None = None  # made only when they are tokenized or embedded
-        if old is not None and old.chunk_lo is not None and previous.terms is not None and split_keys[-1] not in taken:
+        if old is not None and old.chunk_lo is not None and previous.terms is not None and split_keys[d_i] not in taken:
             moved[old.chunk_lo:old.chunk_lo + len(chunk_rows)] = np.arange(n_chunks, n_chunks + len(chunk_rows))
-            taken.add(split_keys[-1])  # a second document with the same key gets its terms afresh
+            taken.add(split_keys[d_i])  # a second document with the same key gets its terms afresh
         else:
             texts = _passage_texts(doc, chunk_rows, cs)
             fresh_tokens.extend(tokenize(t) for t in texts)
@@ -436,12 +438,45 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
     )
 
 
-def _split_rows(doc: Document, d_i: int, first_sentence: int, cs: ChunkSettings) -> tuple[np.ndarray, np.ndarray]:
-    """(chunk rows, sentence rows) of ``doc`` as document row ``d_i`` whose first sentence is row ``first_sentence``."""
+PARALLEL_SPLIT_CHARS = 2_000_000  # below this much text, starting worker processes costs more than they save
+
+
+def _split_all(docs: list[Document], cs: ChunkSettings) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """id(document) -> its _split_arrays, for ``docs``. With enough text, split in one worker process
+    per CPU (pysbd is pure Python: threads would wait on each other), in order, so the result is the same."""
+    workers = min(cpu_threads(), len(docs))
+    # Forked workers, and only from a process with no other thread (`rag index`, `rag eval`): a fork
+    # copies locks other threads may hold, and spawned workers would first run the caller's script
+    # again. A server adding uploads from its threads splits in its own process.
+    if workers > 1 and threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() \
+            and sum(len(d.text) for d in docs) >= PARALLEL_SPLIT_CHARS:
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                return {id(d): rows for d, rows in zip(docs, pool.map(_split_arrays, docs, [cs] * len(docs), chunksize=32))}
+        except (OSError, BrokenProcessPool):  # no processes here (a sandbox, a limit): split in this one
+            pass
+    return {id(d): _split_arrays(d, cs) for d in docs}
+
+
+def _split_arrays(doc: Document, cs: ChunkSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(sentences: start, end, section; chunks: start, end, section, first and past-last sentence) of
+    ``doc``, as int64 arrays: a few bytes a row where the Split's objects take a hundred."""
     parts = chunking.split(doc, cs)
-    sent_rows = np.array([(d_i, s.start, s.end, s.section) for s in parts.sentences], np.int64).reshape(-1, 4)
-    chunk_rows = np.array([(d_i, c.start, c.end, c.section, first_sentence + lo, first_sentence + hi)
-                           for c, (lo, hi) in zip(parts.chunks, parts.ranges)], np.int64).reshape(-1, 6)
+    sentences = np.array([(s.start, s.end, s.section) for s in parts.sentences], np.int64).reshape(-1, 3)
+    chunks = np.array([(c.start, c.end, c.section, lo, hi) for c, (lo, hi) in zip(parts.chunks, parts.ranges)],
+                      np.int64).reshape(-1, 5)
+    return sentences, chunks
+
+
+def _split_rows(split: tuple[np.ndarray, np.ndarray], d_i: int, first_sentence: int) -> tuple[np.ndarray, np.ndarray]:
+    """(chunk rows, sentence rows) of a document's _split_arrays, as document row ``d_i`` whose first
+    sentence is row ``first_sentence``."""
+    sentences, chunks = split
+    sent_rows = np.column_stack([np.full(len(sentences), d_i, np.int64), sentences]).reshape(-1, 4)
+    chunk_rows = np.column_stack([np.full(len(chunks), d_i, np.int64), chunks[:, :3], chunks[:, 3:] + first_sentence]).reshape(-1, 6)
     return chunk_rows, sent_rows
 
 

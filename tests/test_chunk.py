@@ -195,3 +195,25 @@ def test_property_marks_that_end_nothing_only_join_sentences(parts):
             k += 1
         k += 1
     assert k == len(old)
+
+
+def test_pysbd_compiles_each_of_its_patterns_once_with_the_calls_of_re():
+    """pysbd passes pattern strings to re.sub and the like, more than re's 512-entry cache holds: its
+    modules get an ``re`` that keeps them, with re's own signatures (a flag or count given by position
+    lands where re puts it)."""
+    import re
+
+    import pysbd.abbreviation_replacer as pysbd_abbreviations
+
+    from rag.chunk import sentence_spans
+
+    sentence_spans("Dr. Smith arrived. He left.")
+    cached = pysbd_abbreviations.re
+    assert cached is not re and cached.IGNORECASE == re.IGNORECASE
+    text = "ab AB ab Ab"
+    assert cached.sub("ab", "x", text, 2) == re.sub("ab", "x", text, 2) == "x AB x Ab"
+    assert cached.sub("ab", "x", text, flags=re.I) == "x x x x"
+    assert cached.findall("a(b)", text, re.I) == re.findall("a(b)", text, re.I) == ["b", "B", "b", "b"]
+    assert cached.split(" ", text, 1) == ["ab", "AB ab Ab"]
+    assert [m.span() for m in cached.finditer("ab", text)] == [(0, 2), (6, 8)]
+    assert cached.search("AB", text).start() == 3 and cached.match("ab", text) and not cached.fullmatch("ab", text)

@@ -463,3 +463,35 @@ def test_a_segment_most_of_whose_documents_are_gone_is_written_again(tmp_path, s
     assert report.removed == ["harbor.md", "mill.txt", "quarry.txt"] and report.reused == 1
     assert _segments(idx) == {"s000002": 1} and split_calls == [] and embedder.embedded == []
     _assert_fresh(folder, idx, tmp_path, embedder)
+
+
+def test_a_large_build_splits_in_worker_processes_into_the_same_rows(tmp_path, monkeypatch):
+    """Above PARALLEL_SPLIT_CHARS, documents are split by one process per CPU (pysbd is pure Python);
+    the index is the one a single process makes, array for array."""
+    import concurrent.futures
+
+    from rag import pipeline
+
+    folder = tmp_path / "lib"
+    _write(folder, {**ARTICLES, NEW[0]: NEW[1]})
+    embedder = KeywordEmbedder()
+    build([folder], tmp_path / "serial", embedder=embedder)
+    pools = []
+
+    class Counted(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(args[0] if args else kwargs.get("max_workers"))
+            super().__init__(*args, **kwargs)
+
+        def map(self, *args, **kwargs):  # the workers' splits, all of them (no fallback to this process)
+            out = list(super().map(*args, **kwargs))
+            pools.append(len(out))
+            return out
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Counted)
+    monkeypatch.setattr(pipeline, "PARALLEL_SPLIT_CHARS", 0)
+    monkeypatch.setattr(pipeline, "cpu_threads", lambda: 2)
+    monkeypatch.setattr(pipeline.threading, "active_count", lambda: 1)  # other tests may leave threads running
+    build([folder], tmp_path / "parallel", embedder=embedder)
+    assert pools == [2, 4]  # two workers split the four articles
+    _assert_same(_arrays(tmp_path / "parallel"), _arrays(tmp_path / "serial"))
