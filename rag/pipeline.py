@@ -380,9 +380,9 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
     # same keeps its rows, terms and embed key from the live generation; the others are split here,
     # on every CPU when there are enough of them.
     split_keys = [split_key(doc, cs) for doc in docs]
-    splits = _split_all([doc for doc, key in zip(docs, split_keys) if previous.rows.get(key) is None], cs)
-    for d_i, doc in enumerate(docs):
-        old = previous.rows.get(split_keys[d_i])
+    olds = [previous.rows.get(key) for key in split_keys]
+    splits = _split_all([doc for doc, old in zip(docs, olds) if old is None], cs)
+    for d_i, (doc, old) in enumerate(zip(docs, olds)):
         chunk_rows, sent_rows = old.placed(d_i, n_sents) if old is not None else _split_rows(splits[id(doc)], d_i, n_sents)
         texts: list[str] | None = None  # made only when they are tokenized or embedded
         if old is not None and old.chunk_lo is not None and previous.terms is not None and split_keys[d_i] not in taken:
