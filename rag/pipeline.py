@@ -116,8 +116,8 @@ def build(paths: Sequence[str | Path] | None = None, index_dir: str | Path | Non
             report.seconds = time.perf_counter() - t0
             return report
 
-        plan = _plan(docs, live if carry else None, live, files, embedder, chunk_settings, report, index_dir)
-        plan = storage.Plan(**{**plan.__dict__, "sources": sources, "model_fingerprint": fingerprint})
+        plan = _plan(docs, live if carry else None, live, files, embedder, fingerprint, chunk_settings, sources, report,
+                     index_dir)
         storage.write(index_dir, plan)
         report.chunks = sum(int(e["chunks"]) for e in plan.documents.values())
         report.warnings += export_warnings
@@ -129,7 +129,7 @@ MERGE_WHEN_DEAD = 0.5  # a segment with more than this share of its documents go
 
 
 def _plan(docs: list[Document], carry: "reuse.Live | None", live: "reuse.Live | None", files: dict, embedder: Embedder,
-          cs: ChunkSettings, report: BuildReport, index_dir: Path) -> storage.Plan:
+          fingerprint: str | None, cs: ChunkSettings, sources: list[str], report: BuildReport, index_dir: Path) -> storage.Plan:
     """The generation a build writes: documents ``carry`` (the live generation, when its segments
     can be kept) holds unchanged stay in their segments; the others, with those of segments worth
     merging, are split (or take their rows from ``live``), embedded (or take their vectors) and
@@ -159,7 +159,7 @@ def _plan(docs: list[Document], carry: "reuse.Live | None", live: "reuse.Live | 
     kept = {} if carry is None else {seg: info for seg, info in carry.manifest["segments"].items() if seg in used}
     new = None
     if fresh:
-        old_vectors = live.vectors(embedder.model_id, getattr(embedder, "fingerprint", None)) if live is not None else {}
+        old_vectors = live.vectors(embedder.model_id, fingerprint) if live is not None else {}
         # Rows of any document of the live generation; BM25 counts of the segments written again.
         numbered = [] if live is None else [""] if not live.segmented else \
             [seg for seg in live.manifest["segments"] if carry is None or seg in merge]
@@ -175,7 +175,7 @@ def _plan(docs: list[Document], carry: "reuse.Live | None", live: "reuse.Live | 
                                  "sentences": int(s_bounds[j + 1] - s_bounds[j])}
         new = SegmentData(records, [d.text.encode("utf-8", "surrogatepass") for d in fresh], data.chunks, data.sentences,
                           data.chunk_vectors, data.sentence_vectors, data.passage_terms, embedder.dim)
-    return storage.Plan(model_id=embedder.model_id, dim=embedder.dim, chunk_settings=cs, sources=[], model_fingerprint=None,
+    return storage.Plan(model_id=embedder.model_id, dim=embedder.dim, chunk_settings=cs, sources=sources, model_fingerprint=fingerprint,
                         documents=entries, segments=kept, previous=None if carry is None else carry.gen, new=new,
                         name=name)
 
