@@ -94,6 +94,33 @@ def answer_type(question: str) -> str | None:
     return None
 
 
+_CAPITALISED = re.compile(r"\b[A-Z][\w'’-]*")
+_OPENS = frozenset(".!?:;\"“‘'([")
+
+
+def name_terms(text: str) -> frozenset[str]:
+    """The terms of the names ``text`` mentions: capitalised words, except where any word would be (at
+    the start of the text, of a sentence quoted inside it, or after an opening quote or bracket)."""
+    words = []
+    for m in _CAPITALISED.finditer(text):
+        i = m.start() - 1
+        while i >= 0 and text[i].isspace():
+            i -= 1
+        if i >= 0 and text[i] not in _OPENS:
+            words.append(m.group(0))
+    return frozenset(tokenize(" ".join(words)))
+
+
+_NEGATION = re.compile(r"\b(?:not|no|never|none|nothing|nobody|neither|nor|without|cannot)\b|n['’]t\b", re.I)
+
+
+def negated(text: str) -> bool:
+    """Whether ``text`` holds a negation ("not", "never", "didn't", "without"...). A negated question
+    whose best sentence is not negated asks the opposite of what the sentence says: one of the ways
+    SQuAD 2.0's writers made answerable-looking questions unanswerable."""
+    return _NEGATION.search(text) is not None
+
+
 _COMPANY_SUFFIXES = frozenset("co ltd inc corp llc plc gmbh ag sa nv bv pty group company corporation limited holdings".split())
 
 

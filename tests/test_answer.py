@@ -244,3 +244,41 @@ def test_max_chars_bounds_the_answer_text_with_its_markers(mini_assistant):
     assert len(both.text) == 82 and len(both.citations) == 2
     one = ask(82)
     assert one.text == "They were imported from Naples in 2015. [1]"
+
+
+def test_a_sentence_about_another_name_or_figure_is_marked_swapped():
+    from rag.answer.candidates import swapped
+    from rag.text import focus_terms, numbers, tokenize
+
+    def swap(question, sentence, before=""):
+        q = frozenset(tokenize(question))
+        held = (frozenset(tokenize(sentence)) | frozenset(tokenize(before))) & q
+        return swapped(sentence, held, q, (focus_terms(question) & q) - numbers(question), numbers(question))
+
+    # the question's name is missing and the sentence names someone else: another entity
+    assert swap("Who founded Boreal Dynamics?", "The company was founded in 2009 by Mara Quill.") == (1.0, 0.0)
+    # ... unless the sentence before names it (its subject)
+    assert swap("Who founded Boreal Dynamics?", "The company was founded in 2009 by Mara Quill.",
+                "Boreal Dynamics is based in Lakeview.") == (0.0, 0.0)
+    # a sentence naming nobody may be a paraphrase: not counted
+    assert swap("Who founded Boreal Dynamics?", "The company was founded in 2009.") == (0.0, 0.0)
+    # another year than the question's, and another figure
+    assert swap("How many turbines did the plant build in 2022?", "The plant built 400 turbines in 2021.") == (0.0, 1.0)
+    assert swap("How many turbines did the plant build in 2,022?", "The plant built 400 turbines in 2022.") == (0.0, 0.0)
+    assert swap("How many turbines did the plant build in 2022?", "The plant built many turbines.") == (0.0, 0.0)
+
+
+def test_question_features_mark_a_negated_question_and_swapped_best_sentence(mini_assistant):
+    from rag.answer import question_features
+    from rag.answer.candidates import QUESTION_FEATURES, candidates
+
+    def features(q):
+        qvec = mini_assistant.embed_query(q)
+        c = candidates(mini_assistant.store, q, mini_assistant.retriever.search(q, qvec, 5), qvec)
+        p = mini_assistant.answerer.model.sentence.prob(c.X)
+        return dict(zip(QUESTION_FEATURES, question_features(c, p)))
+
+    plain = features("Where is Zephyr Dynamics based?")
+    assert (plain["swap_name1"], plain["swap_number1"], plain["negated1"]) == (0.0, 0.0, 0.0)
+    assert features("Where is Zephyr Dynamics not based?")["negated1"] == 1.0
+    assert features("How many turbines a year will the new plant build in 2030?")["swap_number1"] == 1.0

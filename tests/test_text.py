@@ -157,3 +157,28 @@ def test_a_company_suffix_is_not_a_new_name_for_who():
     assert not offers("Brightwater Pumps Co., Ltd. opened in 2011.", "person", q)
     assert not offers("Brightwater Pumps Group grew fast.", "person", q)
     assert offers("Chief engineer Mara Quill said the pumps are ready.", "person", q)
+
+
+def test_name_terms_skip_words_capitalised_by_position():
+    from rag.text import name_terms
+
+    s = '“To build it. Only then can Chinese firms lead,” said Mara Quill of (Zephyr) Dynamics.'
+    # "To" opens the quote, "Only" a quoted sentence, "Zephyr" a bracket: capitalised wherever they stand
+    assert name_terms(s) == {"chines", "mara", "quill", "dynam"}
+    assert name_terms("Lakeview grew.") == frozenset()  # the first word of the text
+    assert name_terms("in 2021 the plant grew") == frozenset()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Which plant does not build turbines?", True),
+    ("Why didn't the plant open?", True),
+    ("Why didn’t the plant open?", True),  # a typographic apostrophe, as articles write it
+    ("It never opened.", True),
+    ("Which firm grew without subsidies?", True),
+    ("Where is the plant?", False),
+    ("Notable firms knocked on the door.", False),  # "not" and "no" inside other words
+])
+def test_negated(text, expected):
+    from rag.text import negated
+
+    assert negated(text) is expected

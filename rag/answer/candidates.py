@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from rag.store.base import SentenceRecord, Store
-from rag.text import answer_type, focus_terms, numbers, offers, tokenize
+from rag.text import answer_type, focus_terms, name_terms, negated, numbers, offers, tokenize
 from rag.types import Hit
 
 # Per sentence. "gap" features are relative to the best candidate of the same question, so the model
@@ -44,6 +44,12 @@ QUESTION_FEATURES = (
     "unknown",  # IDF-weighted share of question terms no passage of the index holds
     "asks_kind",  # the question asks for a name, figure, date or place
     "log_terms", "n_likely",
+    # The best sentence (with the one before) lacks a name the question mentions, and names something
+    # else instead: the question is likely about another entity than the one the sentence is about.
+    "swap_name1",
+    # ... lacks every figure the question mentions, and states other figures (another year, another count).
+    "swap_number1",
+    "negated1",  # the question holds a negation ("not", "never", "n't") and the best sentence none
 )
 
 
@@ -64,6 +70,10 @@ class Candidates:
     cov_any: float
     focus_any: float
     names: float
+    swap_name: np.ndarray  # float64 per sentence, see QUESTION_FEATURES "swap_name1"
+    swap_number: np.ndarray
+    negated: np.ndarray  # bool per sentence: it holds a negation (all False when the question holds none)
+    q_negated: bool
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -107,14 +117,16 @@ def candidates(store: Store, question: str, hits: Sequence[Hit], query_vector: n
     if not rank:
         return Candidates(question, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(SENTENCE_FEATURES))),
                           (), np.zeros(0, bool), q_terms, kind, unknown, 0.0, 0.0, 0.0 if focus else 1.0,
-                          float(bool(focus)))
+                          float(bool(focus)), np.zeros(0), np.zeros(0), np.zeros(0, bool), negated(question))
     rows = np.fromiter(rank, dtype=np.int64)
     sem = np.asarray(store.sentence_vectors(rows.tolist())) @ np.asarray(query_vector, dtype=np.float32)
     q_numbers = numbers(question)
     weights = {t: w * (2.0 if t in q_numbers else 1.0) for t, w in idf.items()}
     total = sum(weights.values()) or 1.0
     rare = set(sorted(q_terms, key=lambda t: (-weights[t], t))[:2])
-    feats, held, needs = [], [], []
+    q_names = focus - q_numbers
+    q_negated = negated(question)
+    feats, held, needs, swaps = [], [], [], []
     seen: set[str] = set()
     fetch(rows.tolist())
     fetch(records[r].prev for r in rows.tolist())
@@ -141,6 +153,7 @@ def candidates(store: Store, question: str, hits: Sequence[Hit], query_vector: n
         ))
         held.append(own)
         needs.append(bool(extra))
+        swaps.append(swapped(text, own | before, q_terms, q_names, q_numbers))
     X = np.array(feats, dtype=np.float64)
     X[:, 1] = X[:, 0] - X[:, 0].max()
     X[:, 3] = X[:, 2] - X[:, 2].max()
@@ -149,8 +162,23 @@ def candidates(store: Store, question: str, hits: Sequence[Hit], query_vector: n
         terms=tuple(held), needs_previous=np.array(needs, dtype=bool), q_terms=q_terms, kind=kind,
         unknown=unknown, rare_any=len(rare & seen) / len(rare) if rare else 0.0,
         cov_any=sum(weights[t] for t in seen) / total, focus_any=len(focus & seen) / len(focus) if focus else 1.0,
-        names=float(bool(focus)),
+        names=float(bool(focus)), swap_name=np.array([a for a, _ in swaps], dtype=np.float64),
+        swap_number=np.array([b for _, b in swaps], dtype=np.float64),
+        # only a negated question asks whether its sentences are negated
+        negated=np.array([q_negated and negated(records[r].text) for r in rows.tolist()], dtype=bool), q_negated=q_negated,
     )
+
+
+def swapped(text: str, held: frozenset[str], q_terms: frozenset[str], q_names: frozenset[str],
+            q_numbers: set[str]) -> tuple[float, float]:
+    """(name, number): 1.0 when the sentence ``text`` (``held``: the question terms it or the sentence
+    before holds) misses a name (a figure) the question mentions while naming others (stating other
+    figures) itself. The pattern of a question about another entity, year or count than the sentence's,
+    the way SQuAD 2.0's writers made answerable questions unanswerable; a sentence that simply does not
+    mention the name is not counted, it may be a paraphrase."""
+    name = bool(q_names - held) and bool(name_terms(text) - q_terms)
+    number = bool(q_numbers) and not (q_numbers & held) and bool(numbers(text) - q_numbers)
+    return float(name), float(number)
 
 
 def _unknown(store: Store, weights: dict[str, float]) -> float:
@@ -166,7 +194,8 @@ def question_features(c: Candidates, p: np.ndarray) -> np.ndarray:
     asks = float(c.kind is not None)
     n_terms = math.log1p(len(c.q_terms))
     if len(c) == 0:
-        return np.array([0.0] * 8 + [0.0, c.focus_any, c.names, 0.0, 0.0, c.unknown, asks, n_terms, 0.0])
+        return np.array([0.0] * 8 + [0.0, c.focus_any, c.names, 0.0, 0.0, c.unknown, asks, n_terms, 0.0, 0.0, 0.0,
+                                     float(c.q_negated)])
     order = np.argsort(-p, kind="stable")
     best = order[0]
     p1 = float(p[best])
@@ -175,4 +204,5 @@ def question_features(c: Candidates, p: np.ndarray) -> np.ndarray:
     return np.array([
         p1, p2, p1 - p2, f("sem")[best], f("sem").max(), f("lex")[best], f("rare")[best], f("offers")[best],
         f("focus")[best], c.focus_any, c.names, c.rare_any, c.cov_any, c.unknown, asks, n_terms, math.log1p(float((p >= 0.5).sum())),
+        c.swap_name[best], c.swap_number[best], float(c.q_negated and not c.negated[best]),
     ], dtype=np.float64)
