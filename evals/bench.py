@@ -364,7 +364,9 @@ class HashingEmbedder:
 
     def embed_documents(self, texts) -> np.ndarray:
         t = time.perf_counter()
-        out = np.stack([self._vector(x) for x in texts]) if len(texts) else np.zeros((0, self.dim), np.float32)
+        out = np.zeros((len(texts), self.dim), np.float32)  # filled row by row, as the real embedder does:
+        for i, x in enumerate(texts):  # a stack of per-text arrays would double the build's peak memory
+            out[i] = self._vector(x)
         self.seconds += time.perf_counter() - t
         return out
 
@@ -513,14 +515,18 @@ def _store_build(n: int, where: Path, kind: str) -> dict:
         passages += max(1, sum(text.count(c) for c in ".?!") // 2)
         i += 1
     generate_s = time.perf_counter() - t
+    before = _rss()[0]
     embedder = TopicEmbedder()
     t = time.perf_counter()
     report = build(index_dir=where / "index", documents=documents, embedder=embedder, store=_store_spec(kind, where))
     build_s = time.perf_counter() - t
     size = sum(p.stat().st_size for p in where.rglob("*") if p.is_file())
+    before_gb = before / 2**30
     return {"documents": report.documents, "passages": report.chunks, "generate_s": generate_s, "build_s": build_s,
             "embed_s": embedder.seconds, "passages_per_s": report.chunks / max(build_s - embedder.seconds, 1e-9),
-            "disk_mb": size / 2**20}
+            "disk_mb": size / 2**20, "articles_rss_gb": before_gb,
+            # the build process's peak, the generated articles (articles_rss_gb) included
+            "build_peak_rss_gb": _rss()[1] / 2**30}
 
 
 def _rss(pid: int | str = "self") -> tuple[int, int]:

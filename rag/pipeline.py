@@ -372,9 +372,10 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
     taken: set[str] = set()
     chunk_vecs: list[np.ndarray | None] = []
     sent_vecs: list[np.ndarray | None] = []
-    to_embed: list[str] = []
+    chunk_texts: list[str] = []  # to embed: the passages of every document not reused, then their sentences
+    sentence_texts_all: list[str] = []
     keys: list[str] = []
-    pending: list[tuple[str, int, int]] = []  # ("c"|"s", list position, count)
+    pending: list[int] = []  # positions in chunk_vecs / sent_vecs of the documents embedded, in order
     n_chunks = n_sents = 0
     # Splitting (pysbd) is most of a build's time outside embedding: a document whose inputs are the
     # same keeps its rows, terms and embed key from the live generation; the others are split here,
@@ -413,26 +414,37 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
         sentence_texts = sentence_texts if sentence_texts is not None else _sentence_texts(doc, sent_rows)
         chunk_vecs.append(None)
         sent_vecs.append(None)
-        pending.append(("c", len(chunk_vecs) - 1, len(chunk_rows)))
-        to_embed.extend(texts)
-        pending.append(("s", len(sent_vecs) - 1, len(sent_rows)))
-        to_embed.extend(sentence_texts)
-    # One call for every new text: the embedder batches it and shows one progress bar.
+        pending.append(len(chunk_vecs) - 1)
+        chunk_texts.extend(texts)
+        sentence_texts_all.extend(sentence_texts)
+    # One call for every new text: the embedder batches it and shows one progress bar. Passages come
+    # first, then sentences, each in document order: when no document is reused, the two halves of
+    # the result are the index's vectors as they are, with no copy (a copy doubled the peak memory of
+    # a large first build: >10 GB at 1M passages).
+    n_fresh = len(chunk_texts)
+    to_embed = chunk_texts + sentence_texts_all
     vectors = embedder.embed_documents(to_embed) if to_embed else np.zeros((0, dim), np.float32)
     report.embedded_texts = len(to_embed)
-    at = 0
-    for kind, pos, count in pending:
-        block = vectors[at:at + count]
-        at += count
-        (chunk_vecs if kind == "c" else sent_vecs)[pos] = block
-    carried = previous.terms.moved(moved) if previous.terms is not None and taken else sparse.NO_POSTINGS
+    del to_embed, chunk_texts, sentence_texts_all
+    fresh_chunks, fresh_sents = vectors[:n_fresh], vectors[n_fresh:]
     empty = np.zeros((0, dim), np.float32)
+    if len(pending) == len(docs):
+        chunk_vectors, sentence_vectors = np.asarray(fresh_chunks, np.float32), np.asarray(fresh_sents, np.float32)
+    else:
+        c_at = s_at = 0
+        for pos in pending:
+            nc, ns = len(chunk_blocks[pos]), len(sent_blocks[pos])
+            chunk_vecs[pos], sent_vecs[pos] = fresh_chunks[c_at:c_at + nc], fresh_sents[s_at:s_at + ns]
+            c_at, s_at = c_at + nc, s_at + ns
+        chunk_vectors = np.asarray(np.concatenate(chunk_vecs or [empty]), np.float32)
+        sentence_vectors = np.asarray(np.concatenate(sent_vecs or [empty]), np.float32)
+    carried = previous.terms.moved(moved) if previous.terms is not None and taken else sparse.NO_POSTINGS
     return storage.IndexData(
         docs=docs,
         chunks=np.concatenate(chunk_blocks or [np.zeros((0, 6), np.int64)]),
         sentences=np.concatenate(sent_blocks or [np.zeros((0, 4), np.int64)]),
-        chunk_vectors=np.asarray(np.concatenate([v for v in chunk_vecs if v is not None] or [empty]), np.float32),
-        sentence_vectors=np.asarray(np.concatenate([v for v in sent_vecs if v is not None] or [empty]), np.float32),
+        chunk_vectors=chunk_vectors,
+        sentence_vectors=sentence_vectors,
         passage_terms=carried + sparse.Postings.of(fresh_tokens, fresh_rows), model_id=embedder.model_id, dim=dim,
         chunk_settings=cs, sources=[], embed_keys=tuple(keys), split_keys=tuple(split_keys),
     )

@@ -495,3 +495,35 @@ def test_a_large_build_splits_in_worker_processes_into_the_same_rows(tmp_path, m
     build([folder], tmp_path / "parallel", embedder=embedder)
     assert pools == [2, 4]  # two workers split the four articles
     _assert_same(_arrays(tmp_path / "parallel"), _arrays(tmp_path / "serial"))
+
+
+def _assert_vectors_are_their_rows(idx_dir, embedder):
+    """Every stored vector is the embedding of its own row's text (what _assemble embeds for it)."""
+    from rag.pipeline import _passage_texts, _sentence_texts
+
+    index = storage.load(idx_dir)
+    chunk_vectors, sentence_vectors = np.asarray(index.chunk_vectors), np.asarray(index.sentence_vectors)
+    for d_i, info in enumerate(index.docs):
+        doc = index.document(info.doc_id)
+        c = np.flatnonzero(index.chunks[:, storage.C_DOC] == d_i)
+        s = np.flatnonzero(index.sentences[:, storage.S_DOC] == d_i)
+        assert len(c) and len(s)
+        expected = embedder.embed_documents(_passage_texts(doc, index.chunks[c], ChunkSettings()))
+        assert np.array_equal(chunk_vectors[c], expected), info.doc_id
+        assert np.array_equal(sentence_vectors[s], embedder.embed_documents(_sentence_texts(doc, index.sentences[s]))), info.doc_id
+
+
+def test_each_vector_belongs_to_its_row_in_a_first_build_and_after_reusing_documents(tmp_path):
+    """A build embeds all new passages, then all new sentences, in one call: with nothing reused the two
+    halves are the index's arrays as they are (no copy); with documents reused they are placed among the
+    reused ones. Either way each row keeps its own text's vector."""
+    folder = tmp_path / "lib"
+    _write(folder, ARTICLES)
+    embedder = HashEmbedder()  # a different vector for every text: a row given another's vector shows
+    build([folder], tmp_path / "idx", embedder=embedder)
+    _assert_vectors_are_their_rows(tmp_path / "idx", embedder)
+    _write(folder, {NEW[0]: NEW[1], "mill.txt": ARTICLES["mill.txt"] + "\nA cafe opened inside in 2021.\n"})
+    embedder.embedded.clear()
+    build([folder], tmp_path / "idx", embedder=embedder)
+    assert embedder.embedded and not any("quarry" in t.lower() for t in embedder.embedded)  # quarry.txt reused
+    _assert_vectors_are_their_rows(tmp_path / "idx", embedder)
