@@ -366,8 +366,7 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
     dim = embedder.dim
     chunk_blocks: list[np.ndarray] = []  # per document: its rows
     sent_blocks: list[np.ndarray] = []
-    fresh_tokens: list[list[str]] = []  # BM25 terms of the chunks not taken over from ``previous``
-    fresh_rows: list[int] = []
+    fresh_terms = sparse.PostingsBuilder()  # BM25 terms of the chunks not taken over from ``previous``
     moved = np.full(previous.chunks, -1, np.int64)  # previous chunk row -> its row now
     taken: set[str] = set()
     chunk_vecs: list[np.ndarray | None] = []
@@ -391,8 +390,8 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
             taken.add(split_keys[d_i])  # a second document with the same key gets its terms afresh
         else:
             texts = _passage_texts(doc, chunk_rows, cs)
-            fresh_tokens.extend(tokenize(t) for t in texts)
-            fresh_rows.extend(range(n_chunks, n_chunks + len(chunk_rows)))
+            for row, text in enumerate(texts, start=n_chunks):
+                fresh_terms.add(row, tokenize(text))
         chunk_blocks.append(chunk_rows)
         sent_blocks.append(sent_rows)
         n_chunks += len(chunk_rows)
@@ -445,7 +444,7 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
         sentences=np.concatenate(sent_blocks or [np.zeros((0, 4), np.int64)]),
         chunk_vectors=chunk_vectors,
         sentence_vectors=sentence_vectors,
-        passage_terms=carried + sparse.Postings.of(fresh_tokens, fresh_rows), model_id=embedder.model_id, dim=dim,
+        passage_terms=carried + fresh_terms.postings(), model_id=embedder.model_id, dim=dim,
         chunk_settings=cs, sources=[], embed_keys=tuple(keys), split_keys=tuple(split_keys),
     )
 

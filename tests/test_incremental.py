@@ -527,3 +527,20 @@ def test_each_vector_belongs_to_its_row_in_a_first_build_and_after_reusing_docum
     build([folder], tmp_path / "idx", embedder=embedder)
     assert embedder.embedded and not any("quarry" in t.lower() for t in embedder.embedded)  # quarry.txt reused
     _assert_vectors_are_their_rows(tmp_path / "idx", embedder)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_postings_count_each_term_of_each_passage_as_a_counter_does(seed):
+    from collections import Counter
+
+    rnd = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(40)]
+    tokens = [list(rnd.choice(words, size=rnd.integers(0, 12))) for _ in range(200)]
+    rows = rnd.permutation(1000)[:200]  # rows in no order, as a build passes them after removals
+    p = sparse.Postings.of(tokens, rows)
+    got = {(p.vocab[t], int(r)): int(n) for t, r, n in zip(p.term, p.passage, p.tf)}
+    expected = {(w, int(r)): n for r, t in zip(rows, tokens) for w, n in Counter(t or [""]).items()}
+    assert got == expected
+    assert list(p.vocab) == sorted({w for w, _ in expected})
+    order = list(zip(p.term.tolist(), p.passage.tolist()))
+    assert order == sorted(order)  # by term, then passage

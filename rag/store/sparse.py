@@ -5,8 +5,8 @@ adds and drops passages' counts instead of tokenizing, or scoring, the whole lib
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -36,13 +36,10 @@ class Postings:
     def of(cls, tokens: Sequence[Sequence[str]], rows: Sequence[int]) -> "Postings":
         """The counts of passages ``rows[i]`` whose terms are ``tokens[i]``. A passage with no terms
         gets one "" term, as bm25s gives it: a query never has it."""
-        counts = [Counter(t or [""]) for t in tokens]
-        vocab = tuple(sorted({w for c in counts for w in c}))
-        ids = {w: i for i, w in enumerate(vocab)}
-        term = np.fromiter((ids[w] for c in counts for w in c), np.int32)
-        passage = np.repeat(np.asarray(rows, np.int32), [len(c) for c in counts]).astype(np.int32)
-        tf = np.fromiter((n for c in counts for n in c.values()), np.int32)
-        return cls(vocab, term, passage, tf)._sorted()
+        builder = PostingsBuilder()
+        for row, terms in zip(rows, tokens):
+            builder.add(row, terms)
+        return builder.postings()
 
     def moved(self, new_row: np.ndarray) -> "Postings":
         """The entries of the passages ``p`` with ``new_row[p] >= 0``, renumbered ``new_row[p]``."""
@@ -93,6 +90,44 @@ class Postings:
         # Stable, and close to linear on what a build passes: a few long runs already in order.
         order = np.argsort(key, kind="stable")
         return Postings(self.vocab, self.term[order], self.passage[order], self.tf[order])
+
+
+class PostingsBuilder:
+    """Postings.of, one passage at a time. Each term becomes an int as it comes, so a large build holds
+    4 bytes a term occurrence instead of a string object and a Counter a passage (at 1M passages those
+    took several GB)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}  # term -> id in order of first sight
+        self._terms = array("i")  # every term occurrence, as an id, passage after passage
+        self._lengths = array("q")
+        self._rows = array("q")
+
+    def add(self, row: int, terms: Sequence[str]) -> None:
+        ids = self._ids
+        terms = terms or [""]
+        self._terms.extend([ids.setdefault(w, len(ids)) for w in terms])
+        self._lengths.append(len(terms))
+        self._rows.append(row)
+
+    def postings(self) -> Postings:
+        vocab = tuple(sorted(self._ids))
+        rank = np.empty(len(vocab), np.int64)
+        rank[[self._ids[w] for w in vocab]] = np.arange(len(vocab))
+        # One int64 per occurrence, (term, passage) as _keys makes it, built and sorted in place: a
+        # large build has tens of millions of occurrences, and each temporary copy is as large.
+        keys = np.repeat(np.frombuffer(self._rows, np.int64), np.frombuffer(self._lengths, np.int64))
+        if len(keys):
+            high = rank[np.frombuffer(self._terms, np.int32)]
+            high <<= 32
+            keys |= high
+            del high
+        keys.sort()
+        # One entry per (term, passage) pair with its count, in the order Postings keeps: by term, then passage.
+        first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1]))) if len(keys) else np.zeros(0, np.int64)
+        tf = np.diff(np.append(first, len(keys)))
+        keys = keys[first]
+        return Postings(vocab, (keys >> 32).astype(np.int32), (keys & 0xFFFFFFFF).astype(np.int32), tf.astype(np.int32))
 
 
 def _keys(term: np.ndarray, passage: np.ndarray) -> np.ndarray:
