@@ -521,10 +521,9 @@ def _store_build(n: int, where: Path, kind: str) -> dict:
     report = build(index_dir=where / "index", documents=documents, embedder=embedder, store=_store_spec(kind, where))
     build_s = time.perf_counter() - t
     size = sum(p.stat().st_size for p in where.rglob("*") if p.is_file())
-    before_gb = before / 2**30
     return {"documents": report.documents, "passages": report.chunks, "generate_s": generate_s, "build_s": build_s,
             "embed_s": embedder.seconds, "passages_per_s": report.chunks / max(build_s - embedder.seconds, 1e-9),
-            "disk_mb": size / 2**20, "articles_rss_gb": before_gb,
+            "disk_mb": size / 2**20, "articles_rss_gb": before / 2**30,
             # the build process's peak, the generated articles (articles_rss_gb) included
             "build_peak_rss_gb": _rss()[1] / 2**30}
 

@@ -371,8 +371,8 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
     taken: set[str] = set()
     chunk_vecs: list[np.ndarray | None] = []
     sent_vecs: list[np.ndarray | None] = []
-    chunk_texts: list[str] = []  # to embed: the passages of every document not reused, then their sentences
-    sentence_texts_all: list[str] = []
+    chunk_texts: list[str] = []  # to embed: the passages of the documents not reused ...
+    sentence_texts_all: list[str] = []  # ... and their sentences
     keys: list[str] = []
     pending: list[int] = []  # positions in chunk_vecs / sent_vecs of the documents embedded, in order
     n_chunks = n_sents = 0
@@ -418,8 +418,8 @@ def _assemble(docs: list[Document], embedder: Embedder, cs: ChunkSettings,
         sentence_texts_all.extend(sentence_texts)
     # One call for every new text: the embedder batches it and shows one progress bar. Passages come
     # first, then sentences, each in document order: when no document is reused, the two halves of
-    # the result are the index's vectors as they are, with no copy (a copy doubled the peak memory of
-    # a large first build: >10 GB at 1M passages).
+    # the result are the index's vectors as they are, with no copy (which held every vector twice at a
+    # large first build's peak).
     n_fresh = len(chunk_texts)
     to_embed = chunk_texts + sentence_texts_all
     vectors = embedder.embed_documents(to_embed) if to_embed else np.zeros((0, dim), np.float32)

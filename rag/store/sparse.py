@@ -94,8 +94,7 @@ class Postings:
 
 class PostingsBuilder:
     """Postings.of, one passage at a time. Each term becomes an int as it comes, so a large build holds
-    4 bytes a term occurrence instead of a string object and a Counter a passage (at 1M passages those
-    took several GB)."""
+    4 bytes a term occurrence until the end, not a string object each and a Counter a passage."""
 
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}  # term -> id in order of first sight
