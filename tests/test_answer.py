@@ -253,7 +253,7 @@ def test_a_sentence_about_another_name_or_figure_is_marked_swapped():
     def swap(question, sentence, before=""):
         q = frozenset(tokenize(question))
         held = (frozenset(tokenize(sentence)) | frozenset(tokenize(before))) & q
-        return swapped(sentence, held, q, (focus_terms(question) & q) - numbers(question), numbers(question))
+        return swapped(sentence, numbers(sentence), held, q, (focus_terms(question) & q) - numbers(question), numbers(question))
 
     # the question's name is missing and the sentence names someone else: another entity
     assert swap("Who founded Boreal Dynamics?", "The company was founded in 2009 by Mara Quill.") == (1.0, 0.0)

@@ -136,16 +136,18 @@ def candidates(store: Store, question: str, hits: Sequence[Hit], query_vector: n
         own = rec.terms & q_terms
         before = record(rec.prev).terms & q_terms if rec.prev is not None else frozenset()
         extra = before - own
+        near = own | before
+        stated = numbers(text) if q_numbers else set()  # the figures the sentence states, when the question asks some
         seen |= own
         lex = sum(weights[t] for t in own) / total
         lent = sum(weights[t] for t in extra) / total
         n_asked = len(q_numbers)
         feats.append((
             sim, 0.0, lex, 0.0, lent,
-            len(rare & (own | before)) / len(rare) if rare else 0.0,
-            len(focus & (own | before)) / len(focus) if focus else 1.0,
+            len(rare & near) / len(rare) if rare else 0.0,
+            len(focus & near) / len(focus) if focus else 1.0,
             float(offers(text, kind, question)),
-            len(q_numbers & numbers(text)) / n_asked if n_asked else 0.0,
+            len(q_numbers & stated) / n_asked if n_asked else 0.0,
             1.0 / rank[r],
             float(r in neighbour),
             float(rec.lead),
@@ -153,7 +155,7 @@ def candidates(store: Store, question: str, hits: Sequence[Hit], query_vector: n
         ))
         held.append(own)
         needs.append(bool(extra))
-        swaps.append(swapped(text, own | before, q_terms, q_names, q_numbers))
+        swaps.append(swapped(text, stated, near, q_terms, q_names, q_numbers))
     X = np.array(feats, dtype=np.float64)
     X[:, 1] = X[:, 0] - X[:, 0].max()
     X[:, 3] = X[:, 2] - X[:, 2].max()
@@ -169,15 +171,15 @@ def candidates(store: Store, question: str, hits: Sequence[Hit], query_vector: n
     )
 
 
-def swapped(text: str, held: frozenset[str], q_terms: frozenset[str], q_names: frozenset[str],
+def swapped(text: str, stated: set[str], held: frozenset[str], q_terms: frozenset[str], q_names: frozenset[str],
             q_numbers: set[str]) -> tuple[float, float]:
-    """(name, number): 1.0 when the sentence ``text`` (``held``: the question terms it or the sentence
-    before holds) misses a name (a figure) the question mentions while naming others (stating other
+    """(name, number): 1.0 when the sentence ``text`` (``stated``: its numbers(); ``held``: the question
+    terms it or the sentence before holds) misses a name (a figure) the question mentions while naming others (stating other
     figures) itself. The pattern of a question about another entity, year or count than the sentence's,
     the way SQuAD 2.0's writers made answerable questions unanswerable; a sentence that simply does not
     mention the name is not counted, it may be a paraphrase."""
     name = bool(q_names - held) and bool(name_terms(text) - q_terms)
-    number = bool(q_numbers) and not (q_numbers & held) and bool(numbers(text) - q_numbers)
+    number = bool(q_numbers) and not (q_numbers & held) and bool(stated - q_numbers)
     return float(name), float(number)
 
 
